@@ -1,0 +1,9 @@
+"""Judges: anything that yields P(y_i > y_j | x) as a raw K x K pairwise table.
+
+Implementations are imported lazily through `load_judge` (or by importing their module), so
+`import sppo_hub.judges` stays light: PairRM, reward model, GPM and LLM judges pull in torch.
+"""
+
+from .base import JUDGE_TYPES, JudgeConfig, PairwiseJudge, load_judge, validate_judge_inputs
+
+__all__ = ["JUDGE_TYPES", "JudgeConfig", "PairwiseJudge", "load_judge", "validate_judge_inputs"]
