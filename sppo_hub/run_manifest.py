@@ -1,0 +1,117 @@
+"""The run manifest: which stages of which iteration are finished, and what they produced.
+
+One JSON file in the run folder, rewritten atomically (temp file + rename) after every finished
+stage, and committed to the Hub with each iteration's model. `--resume` reads it: a stage found
+here is never run again, its recorded artifacts (paths, repo ids, commit shas, seeds) are reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+# Config keys that may differ between a run and its resumption (where to publish, not what).
+VOLATILE_KEYS = ("publish.endpoint", "publish.local_hub", "output_dir")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` so that readers see the old file or the new one, never half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): data}
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """Dotted keys whose values differ between two config dicts (volatile keys ignored)."""
+    a, b = _flatten(old), _flatten(new)
+    keys = sorted(set(a) | set(b))
+    return [k for k in keys if a.get(k) != b.get(k) and not any(k.startswith(v) for v in VOLATILE_KEYS)]
+
+
+class RunManifest:
+    """Finished stages per iteration (`"0"` holds run-level stages such as the baseline)."""
+
+    def __init__(self, path: str | Path, data: dict[str, Any]):
+        self.path = Path(path)
+        self.data = data
+
+    @classmethod
+    def create(cls, run_dir: str | Path, run_name: str, config: dict[str, Any]) -> RunManifest:
+        data = {
+            "format": FORMAT_VERSION,
+            "run_name": run_name,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "config": config,
+            "iterations": {},
+            "finished": False,
+        }
+        manifest = cls(Path(run_dir) / MANIFEST_NAME, data)
+        manifest.save()
+        return manifest
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RunManifest:
+        path = Path(run_dir) / MANIFEST_NAME
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no run manifest at {path}: nothing to resume; run without --resume to start the run."
+            )
+        data = json.loads(path.read_text())
+        if data.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path}: manifest format {data.get('format')!r} is not {FORMAT_VERSION}.")
+        return cls(path, data)
+
+    def save(self) -> None:
+        atomic_write_text(self.path, self.to_json())
+
+    def to_json(self) -> str:
+        return json.dumps(self.data, indent=2, sort_keys=False) + "\n"
+
+    def stage(self, iteration: int, name: str) -> dict[str, Any] | None:
+        """The recorded record of a finished stage, or None."""
+        return self.data["iterations"].get(str(iteration), {}).get(name)
+
+    def record(self, iteration: int, name: str, artifacts: dict[str, Any], seconds: float, compute_seconds: float = 0.0) -> dict:
+        """Mark a stage finished (and persist at once)."""
+        entry = {
+            "artifacts": artifacts,
+            "seconds": round(seconds, 4),
+            "compute_seconds": round(compute_seconds, 4),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        self.data["iterations"].setdefault(str(iteration), {})[name] = entry
+        self.save()
+        return entry
+
+    def iterations(self) -> list[int]:
+        return sorted(int(k) for k in self.data["iterations"])
+
+    def mark_finished(self) -> None:
+        self.data["finished"] = True
+        self.save()
+
+    def artifacts_view(self) -> dict[str, Any]:
+        """The manifest without timings: what two runs with the same seeds must agree on."""
+        out = {}
+        for it, stages in self.data["iterations"].items():
+            out[it] = {name: entry["artifacts"] for name, entry in stages.items()}
+        return out
