@@ -20,12 +20,20 @@ def local_hub(tmp_path_factory):
     from sppo_hub.hub.endpoint import use_endpoint
     from sppo_hub.hub.server import start_local_hub
 
+    import datasets.config
+    from huggingface_hub import constants
+
     token = "hf_local_" + secrets.token_hex(16)
     hub = start_local_hub(tmp_path_factory.mktemp("local-hub"), port=0, token=token, user=LOCAL_HUB_USER,
                           orgs=LOCAL_HUB_ORGS)
     switch = use_endpoint(hub.url, token=token)
+    # Downloads from this throwaway Hub go to throwaway caches (repo ids would clash across sessions).
+    saved = (constants.HF_HUB_CACHE, datasets.config.HF_DATASETS_CACHE)
+    cache = tmp_path_factory.mktemp("local-hub-cache")
+    constants.HF_HUB_CACHE, datasets.config.HF_DATASETS_CACHE = str(cache / "hub"), cache / "datasets"
     try:
         yield hub
     finally:
+        constants.HF_HUB_CACHE, datasets.config.HF_DATASETS_CACHE = saved
         switch.restore()
         hub.stop()

@@ -1,0 +1,283 @@
+"""Dataset and model cards for SPPO iterations, rendered from `cards/*.md` with huggingface_hub's
+card templating (`DatasetCard.from_template` / `ModelCard.from_template`), plus their small plots.
+
+Templates are found in the installed package (`sppo_hub/resources/cards`, a symlink to the repo's
+`cards/` folder that setuptools copies into wheels as package data) or, in a source checkout, in
+`cards/` beside the package.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SPPO_TAGS = ["sppo", "trl", "preference-optimization", "self-play", "sppo-hub"]
+_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+TABLE_COLUMNS = [
+    ("prompt_id", "index of the prompt in the prompt set"),
+    ("prompt", "the user message"),
+    ("responses", "the K sampled responses"),
+    ("prob_matrix", "K x K matrix: P[i][j] = P(response i beats response j); P + P^T = 1, diagonal 0.5"),
+    ("win_rates", "per response: P(response beats the policy) = row mean of prob_matrix"),
+    ("raw_table", "the judge's raw outputs for 'i first, j second' (logits or probabilities)"),
+]
+PAIRS_COLUMNS = [
+    ("prompt", "conversation so far ([{'role': 'user', ...}])"),
+    ("chosen", "highest-win-rate response ([{'role': 'assistant', ...}])"),
+    ("rejected", "lowest-win-rate response"),
+    ("chosen_probs", "P(chosen beats rejected)"),
+    ("chosen_probs_win", "P(chosen beats the policy): its win rate"),
+    ("chosen_probs_lose", "P(rejected beats the policy): its win rate"),
+]
+TRIPLETS_COLUMNS = [
+    ("prompt", "the user message"),
+    ("response", "one sampled response"),
+    ("win_rate", "P(response beats the policy)"),
+]
+_PROB_RULES = {
+    "pairwise": "P_ij averages the judge's two presentation orders, (p(i first beats j) + 1 - p(j first beats i)) / 2",
+    "mean_score": "P_ij = sigmoid(s_i - s_j) of per-response mean scores, as in the SPPO paper's code",
+}
+
+
+def templates_dir() -> Path:
+    """The folder holding dataset_card.md and model_card.md (installed package or source checkout)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "resources" / "cards", here.parents[1] / "cards"):
+        if (candidate / "model_card.md").is_file():
+            return candidate
+    raise FileNotFoundError("card templates not found: reinstall sppo-hub (they ship in sppo_hub/resources/cards)")
+
+
+def _from_mapping(cls, info):
+    """Build a card-info dataclass from itself or a mapping, naming unknown keys."""
+    if isinstance(info, cls):
+        return info
+    if not isinstance(info, Mapping):
+        raise ValueError(f"card_info must be a {cls.__name__} or a dict, got {type(info).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(info) - known)
+    if unknown:
+        raise ValueError(f"card_info has unknown field(s) {unknown}; known fields: {sorted(known)}")
+    return cls(**info)
+
+
+@dataclass
+class DatasetCardInfo:
+    """What the dataset card says about how an iteration's data was made."""
+
+    run_name: str = field(metadata={"help": "SPPO run name."})
+    iteration: int = field(metadata={"help": "SPPO iteration t that generated this data."})
+    model: str = field(metadata={"help": "Policy that sampled the responses (repo id or path)."})
+    model_revision: str = field(default="main", metadata={"help": "Revision (commit) of that policy."})
+    prompt_set: str = field(default="unknown", metadata={"help": "Prompt dataset (repo id or path)."})
+    num_samples: int = field(default=5, metadata={"help": "K, responses per prompt."})
+    sampling: dict = field(default_factory=dict, metadata={"help": "Sampling parameters (temperature, top_p, ...)."})
+    judge: str = field(default="unknown", metadata={"help": "Preference model / judge name."})
+    probability_rule: str = field(default="pairwise", metadata={"help": "'pairwise' or 'mean_score'."})
+    license: str = field(default="apache-2.0", metadata={"help": "License of the dataset."})
+    language: list[str] = field(default_factory=lambda: ["en"], metadata={"help": "Languages."})
+
+
+@dataclass
+class ModelCardInfo:
+    """What the model card says about an iteration's checkpoint."""
+
+    run_name: str = field(metadata={"help": "SPPO run name."})
+    iteration: int = field(metadata={"help": "SPPO iteration t (this checkpoint is pi_{t})."})
+    base_model: str = field(metadata={"help": "Previous iteration's repo id (the model tree's parent)."})
+    datasets: list[str] = field(default_factory=list, metadata={"help": "Dataset repos it was trained on."})
+    lineage: list[str] = field(default_factory=list, metadata={"help": "Model repos of iterations 0..t-1."})
+    hyperparameters: dict = field(default_factory=dict, metadata={"help": "Training hyperparameters."})
+    loss_history: list = field(default_factory=list, metadata={"help": "Losses, or (step, loss) pairs."})
+    win_rates_by_iteration: list = field(default_factory=list, metadata={"help": "(iteration, win rate) pairs."})
+    eval_results: list = field(default_factory=list, metadata={"help": "EvalResult objects or their kwargs."})
+    license: str = field(default="apache-2.0", metadata={"help": "License of the weights."})
+    language: list[str] = field(default_factory=lambda: ["en"], metadata={"help": "Languages."})
+
+
+def _link(ref: str, repo_type: str = "model") -> str:
+    if not _REPO_ID_RE.match(ref or ""):
+        return f"`{ref}`"
+    prefix = {"model": "", "dataset": "datasets/", "space": "spaces/"}[repo_type]
+    return f"[{ref}](https://huggingface.co/{prefix}{ref})"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+# -- plots (matplotlib, headless) ------------------------------------------------------------------
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80, bbox_inches="tight", metadata={"Software": None})  # no version stamp: stable bytes
+    _pyplot().close(fig)
+    return path
+
+
+def plot_win_rate_histogram(win_rates: Sequence[float], path: str | Path) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.hist(list(win_rates), bins=20, range=(0, 1), color="#4c72b0")
+    ax.axvline(0.5, color="grey", ls="--", lw=1)
+    ax.set(xlabel="win rate P(y > policy | x)", ylabel="responses", title="Per-response win rates")
+    return _save(fig, Path(path))
+
+
+def plot_loss_curve(loss_history: Sequence, path: str | Path) -> Path:
+    steps, losses = _xy(loss_history)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(steps, losses, marker="." if len(losses) < 50 else None)
+    ax.set(xlabel="step", ylabel="loss", title="Training loss")
+    return _save(fig, Path(path))
+
+
+def plot_win_rate_by_iteration(points: Sequence, path: str | Path) -> Path:
+    its, rates = _xy(points)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(its, rates, marker="o")
+    ax.axhline(0.5, color="grey", ls="--", lw=1)
+    ax.set(xlabel="iteration", ylabel="win rate", title="Win rate by iteration", ylim=(0, 1))
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    return _save(fig, Path(path))
+
+
+def _xy(points: Sequence) -> tuple[list, list]:
+    """(x, y) lists from plain values (x = 0..n-1), (x, y) pairs, or {'step'/'iteration', value} dicts."""
+    xs, ys = [], []
+    for i, p in enumerate(points):
+        if isinstance(p, Mapping):
+            x = p.get("step", p.get("iteration", i))
+            y = p.get("loss", p.get("win_rate", p.get("value")))
+        elif isinstance(p, (tuple, list)):
+            x, y = p
+        else:
+            x, y = i, p
+        xs.append(x)
+        ys.append(float(y))
+    return xs, ys
+
+
+# -- cards -------------------------------------------------------------------------------------
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+def render_dataset_card(info: DatasetCardInfo | Mapping, repo_id: str, datasets: Mapping[str, Any],
+                        out_dir: str | Path, configs_yaml: list[dict] | None = None):
+    """DatasetCard for an iteration's data; writes `assets/win_rates.png` under `out_dir`.
+
+    `datasets` maps config name ("table", "pairs", "triplets") to a `datasets.Dataset`.
+    """
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    info = _from_mapping(DatasetCardInfo, info)
+    if info.probability_rule not in _PROB_RULES:
+        raise ValueError(f"card_info.probability_rule={info.probability_rule!r}: use one of {sorted(_PROB_RULES)}")
+    import numpy as np
+
+    win_rates = np.array([w for row in datasets["table"]["win_rates"] for w in row], dtype=float) \
+        if "table" in datasets else np.array(datasets["triplets"]["win_rate"], dtype=float)
+    hist = plot_win_rate_histogram(win_rates, Path(out_dir) / "assets" / "win_rates.png")
+    about = {"table": ("one prompt with its K responses and their preference matrix", TABLE_COLUMNS),
+             "pairs": ("one training pair (TRL conversational preference format)", PAIRS_COLUMNS),
+             "triplets": ("one response with its win rate", TRIPLETS_COLUMNS)}
+    configs_table = [
+        {"name": name, "split": "train", "rows": len(ds), "about": about.get(name, ("", []))[0],
+         "columns": [(c, m) for c, m in about.get(name, ("", []))[1] if c in ds.column_names]
+         + [(c, "") for c in ds.column_names if c not in dict(about.get(name, ("", []))[1])]}
+        for name, ds in datasets.items()
+    ]
+    sampling_text = ", ".join(f"{k}={_fmt(v)}" for k, v in info.sampling.items()) or "not recorded"
+    data = DatasetCardData(
+        license=info.license, language=info.language, pretty_name=f"{info.run_name} iteration {info.iteration} data",
+        size_categories=_size_category(max(len(d) for d in datasets.values())),
+        task_categories=["text-generation"], tags=SPPO_TAGS + [f"sppo-iteration-{info.iteration}"],
+        configs=configs_yaml,
+        sppo={"run": info.run_name, "iteration": info.iteration, "model": info.model,
+              "model_revision": info.model_revision, "prompt_set": info.prompt_set, "num_samples": info.num_samples,
+              "judge": info.judge, "probability_rule": info.probability_rule, "sampling": dict(info.sampling)},
+    )
+    return DatasetCard.from_template(
+        data, template_path=templates_dir() / "dataset_card.md", repo_id=repo_id,
+        iteration=info.iteration, run_name=info.run_name, num_samples=info.num_samples,
+        model=info.model, model_link=_link(info.model), model_revision=info.model_revision,
+        prompt_set=info.prompt_set, prompt_set_link=_link(info.prompt_set, "dataset"), sampling_text=sampling_text,
+        judge=info.judge, probability_rule=info.probability_rule,
+        probability_rule_text=_PROB_RULES[info.probability_rule], configs_table=configs_table,
+        win_rate_mean=_fmt(float(win_rates.mean())) if win_rates.size else "n/a",
+        win_rate_std=_fmt(float(win_rates.std())) if win_rates.size else "n/a",
+        histogram_path=hist.relative_to(out_dir).as_posix(),
+    )
+
+
+def _eval_results(items: Sequence) -> list:
+    from huggingface_hub import EvalResult
+
+    return [i if isinstance(i, EvalResult) else EvalResult(**i) for i in items]
+
+
+def render_model_card(info: ModelCardInfo | Mapping, repo_id: str, out_dir: str | Path, *, adapter: bool = False):
+    """ModelCard for an iteration's checkpoint; writes its plots under `out_dir/assets/`."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    info = _from_mapping(ModelCardInfo, info)
+    out_dir = Path(out_dir)
+    loss_plot = win_plot = None
+    if info.loss_history:
+        loss_plot = plot_loss_curve(info.loss_history, out_dir / "assets" / "loss_curve.png")
+    if info.win_rates_by_iteration:
+        win_plot = plot_win_rate_by_iteration(info.win_rates_by_iteration, out_dir / "assets" / "win_rate_by_iteration.png")
+    results = _eval_results(info.eval_results)
+    hub_base = info.base_model if _REPO_ID_RE.match(info.base_model or "") else None  # the Hub rejects paths
+    data = ModelCardData(
+        base_model=hub_base, datasets=[d for d in info.datasets if _REPO_ID_RE.match(d)] or None,
+        library_name="peft" if adapter else "transformers", license=info.license, language=info.language,
+        pipeline_tag="text-generation", tags=SPPO_TAGS + [f"sppo-iteration-{info.iteration}"],
+        model_name=repo_id.split("/")[-1], eval_results=results or None,
+    )
+    if adapter:
+        usage = (f'from peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer\n\n'
+                 f'model = AutoPeftModelForCausalLM.from_pretrained("{repo_id}")\n'
+                 f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n')
+    else:
+        usage = (f'from transformers import AutoModelForCausalLM, AutoTokenizer\n\n'
+                 f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")\n'
+                 f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n')
+    usage += ('messages = [{"role": "user", "content": "Write a haiku about the sea."}]\n'
+              'inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", '
+              'return_dict=True)\nout = model.generate(**inputs, max_new_tokens=128)\n'
+              'print(tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))')
+    lineage = [{"iteration": i, "link": _link(r)} for i, r in enumerate(info.lineage)]
+    lineage.append({"iteration": info.iteration, "link": f"{_link(repo_id)} (this model)"})
+    return ModelCard.from_template(
+        data, template_path=templates_dir() / "model_card.md", repo_id=repo_id, iteration=info.iteration,
+        model_name=repo_id.split("/")[-1],
+        run_name=info.run_name, base_model_link=_link(info.base_model),
+        datasets_links=", ".join(_link(d, "dataset") for d in info.datasets) or "(not recorded)",
+        artifact_text="a LoRA adapter (load it with PEFT)" if adapter else "the full model weights",
+        lineage=lineage, hyperparameters=[(k, _fmt(v)) for k, v in sorted(info.hyperparameters.items())],
+        loss_plot=loss_plot.relative_to(out_dir).as_posix() if loss_plot else None,
+        win_rate_plot=win_plot.relative_to(out_dir).as_posix() if win_plot else None,
+        eval_rows=[{"dataset": r.dataset_name, "metric": r.metric_name or r.metric_type, "value": _fmt(r.metric_value)}
+                   for r in results],
+        usage_code=usage,
+    )
