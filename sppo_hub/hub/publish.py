@@ -107,12 +107,17 @@ class HubPublisher:
     # -- publishing ----------------------------------------------------------------------------
     def publish_iteration_data(self, iteration: int, table_ds, pairs_ds, triplets_ds, card_info: Any,
                                overwrite: bool = False) -> RepoRef:
-        """Parquet configs `table`, `pairs`, `triplets` (split `train`) + dataset card, as one commit."""
+        """Parquet configs `table`, `pairs`, `triplets` (split `train`) + dataset card, as one commit.
+
+        `triplets_ds` may be None (that config is then left out).
+        """
         from .cards import render_dataset_card
 
         _check_iteration(iteration)
         repo_id = self.data_repo_id(iteration)
         parts = {"table": table_ds, "pairs": pairs_ds, "triplets": triplets_ds}
+        if triplets_ds is None:
+            del parts["triplets"]
         for name, ds in parts.items():
             if ds is None or not hasattr(ds, "to_parquet"):
                 raise ValueError(f"{name}_ds must be a datasets.Dataset, got {type(ds).__name__}")

@@ -278,6 +278,8 @@ class Storage:
     def __init__(self, data_dir: str | os.PathLike):
         self.root = Path(data_dir)
         (self.root / "lfs").mkdir(parents=True, exist_ok=True)
+        # Leftovers of uploads or repo creations cut short by a crash: never referenced, safe to drop.
+        shutil.rmtree(self.root / "tmp", ignore_errors=True)
         (self.root / "tmp").mkdir(exist_ok=True)
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
