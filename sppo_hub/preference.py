@@ -56,12 +56,12 @@ EPS = 1e-7  # clip for probabilities that must become logits
 TIE_ATOL = 1e-9  # win rates closer than this are tied
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: np.ndarray) -> np.ndarray:
     # numerically stable on both tails
     return np.where(x >= 0, 1.0 / (1.0 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1.0 + np.exp(-np.abs(x))))
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, EPS, 1.0 - EPS)
     return np.log(p) - np.log1p(-p)
 
@@ -100,7 +100,7 @@ def validate_table(table, kind: str = "logits") -> np.ndarray:
 def mean_scores(table, kind: str = "logits") -> np.ndarray:
     """Per-response scores aggregated like llm-blender's PairRM ranker: s_i = mean_j (l_ij - l_ji)."""
     arr = validate_table(table, kind)
-    logits = arr if kind == "logits" else _logit(arr)
+    logits = arr if kind == "logits" else logit(arr)
     np.fill_diagonal(logits, 0.0)
     return (logits - logits.T).mean(axis=1)
 
@@ -111,15 +111,15 @@ def pairwise_probabilities(table, kind: str = "logits", rule: str = "pairwise") 
         raise ValueError(f"rule: must be one of {RULES}, got {rule!r}")
     arr = validate_table(table, kind)
     if rule == "pairwise":
-        p = arr if kind == "probs" else _sigmoid(arr)
+        p = arr if kind == "probs" else sigmoid(arr)
         P = (p + 1.0 - p.T) / 2.0
     elif rule == "pairwise_logit":
-        l = arr if kind == "logits" else _logit(arr)
+        l = arr if kind == "logits" else logit(arr)
         np.fill_diagonal(l, 0.0)
-        P = _sigmoid((l - l.T) / 2.0)
+        P = sigmoid((l - l.T) / 2.0)
     else:
         s = mean_scores(arr, kind)
-        P = _sigmoid(s[:, None] - s[None, :])
+        P = sigmoid(s[:, None] - s[None, :])
     return _make_complementary(P)
 
 

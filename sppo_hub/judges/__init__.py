@@ -4,6 +4,20 @@ Implementations are imported lazily through `load_judge` (or by importing their 
 `import sppo_hub.judges` stays light: PairRM, reward model, GPM and LLM judges pull in torch.
 """
 
-from .base import JUDGE_TYPES, JudgeConfig, PairwiseJudge, load_judge, validate_judge_inputs
+from .base import (
+    JUDGE_TYPES,
+    JudgeConfig,
+    PairwiseJudge,
+    load_judge,
+    resolve_device_and_dtype,
+    validate_judge_inputs,
+)
 
-__all__ = ["JUDGE_TYPES", "JudgeConfig", "PairwiseJudge", "load_judge", "validate_judge_inputs"]
+__all__ = [
+    "JUDGE_TYPES",
+    "JudgeConfig",
+    "PairwiseJudge",
+    "load_judge",
+    "resolve_device_and_dtype",
+    "validate_judge_inputs",
+]

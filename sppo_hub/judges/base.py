@@ -157,6 +157,20 @@ class JudgeConfig:
             )
 
 
+def resolve_device_and_dtype(device: str | None = None, dtype: str = "auto"):
+    """(torch.device, torch.dtype) for a judge: cuda when available, bf16 on GPU and fp32 on CPU for "auto"."""
+    import torch
+
+    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype in (None, "auto"):
+        return dev, (torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise ValueError(f"judge.dtype: must be auto, float32, bfloat16 or float16, got {dtype!r}")
+    return dev, names[dtype]
+
+
 def load_judge(config: JudgeConfig | dict) -> PairwiseJudge:
     """Build the judge named by `config.type`, importing its module only now (keeps imports light)."""
     if isinstance(config, dict):
