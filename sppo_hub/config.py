@@ -63,6 +63,19 @@ class PromptsConfig:
 
 
 @dataclass
+class DataConfig:
+    """How judged tables become the iteration's datasets (`sppo_hub.data`)."""
+
+    rule: str = field(
+        default="pairwise",
+        metadata={"help": "P_ij from the raw tables: pairwise (both orders averaged) or "
+                          "mean_score (the paper code's sigma(s_i - s_j), for reproduction)."},
+    )
+    include_diagonal: bool = field(default=True, metadata={"help": "Count P_ii = 0.5 in the win rates (the paper does)."})
+    drop_ties: bool = field(default=False, metadata={"help": "Skip prompts whose K win rates all tie."})
+
+
+@dataclass
 class TrainingConfig:
     """How pi_t is fitted; mapped into `trainer.SPPOConfig` (a TRL DPOConfig)."""
 
@@ -129,6 +142,7 @@ class RunConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     generation_backend: str = field(default="transformers", metadata={"help": "transformers or vllm."})
+    data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
@@ -170,6 +184,8 @@ class RunConfig:
             raise ValueError(
                 f"run_name={self.repo_prefix!r} cannot name a Hub repo: use letters, digits, '-', '_' or '.'."
             )
+        if self.data.rule not in ("pairwise", "mean_score"):
+            raise ValueError(f"data.rule={self.data.rule!r}: use pairwise or mean_score.")
         if self.evaluation.compare_prompts < 0:
             raise ValueError("evaluation.compare_prompts must be >= 0.")
         for i, hook in enumerate(self.evaluation.hooks):

@@ -157,10 +157,13 @@ COMPUTE_STAGES = ("generate", "judge", "train", "compare")
 class SPPORun:
     """Runs (or resumes) one SPPO run described by a `RunConfig`."""
 
-    def __init__(self, config: RunConfig, resume: bool = False, console=None, endpoint: str | None = None):
+    def __init__(self, config: RunConfig, resume: bool = False, console=None, endpoint: str | None = None,
+                 namespace: str | None = None, prompts: list[str] | None = None):
         from rich.console import Console
 
         self.config = config
+        self.namespace = config.publish.org or namespace
+        self._loaded_prompts = prompts
         self.run_dir = config.run_dir
         self.console = console or Console()
         self.endpoint = endpoint or config.publish.endpoint
@@ -216,7 +219,7 @@ class SPPORun:
         cfg = self.config
 
         def prompts_stage(timer):
-            prompts = load_run_prompts(cfg)
+            prompts = self._loaded_prompts if self._loaded_prompts is not None else load_run_prompts(cfg)
             holdout = min(cfg.evaluation.compare_prompts, max(len(prompts) - cfg.iterations, 0))
             chunks, held = split_prompts(prompts, cfg.iterations, cfg.prompts.split_across_iterations, holdout)
             path = self.run_dir / "prompts.json"
@@ -229,7 +232,7 @@ class SPPORun:
         self._prompts = json.loads(Path(self.prompt_plan["path"]).read_text())
 
         def base_stage(timer):
-            return {"path": resolve_model_path(cfg.model.name_or_path, self.run_dir.parent / ".models"),
+            return {"path": resolve_model_path(cfg.model.name_or_path, model_cache_dir()),
                     "name": cfg.model.name_or_path, "revision": cfg.model.revision}
 
         self.base = self._stage(0, "base_model", base_stage)
@@ -305,7 +308,7 @@ class SPPORun:
 
             jcfg = self.config.judge
             if jcfg.model in SMOLLM2_ALIASES:
-                jcfg = replace(jcfg, model=resolve_model_path(jcfg.model, self.run_dir.parent / ".models"))
+                jcfg = replace(jcfg, model=resolve_model_path(jcfg.model, model_cache_dir()))
             self._judge = load_judge(jcfg)
         return self._judge
 
@@ -320,14 +323,18 @@ class SPPORun:
                 "output_kind": judge.output_kind, "sha": _sha(ds["raw_table"])}
 
     def _data_stage(self, t: int, judged: dict, out: Path, timer: StageTimer) -> dict:
-        from .data import build_iteration_datasets
+        from .data import build_iteration_datasets, save_iteration_datasets
 
+        dc = self.config.data
         ds = _load_dataset(judged["path"])
-        datasets = build_iteration_datasets(ds, output_kind=judged["output_kind"])
-        paths = {name: save_dataset_atomic(d, out / name) for name, d in datasets.items()}
+        datasets = build_iteration_datasets(ds, output_kind=judged["output_kind"], rule=dc.rule,
+                                            include_diagonal=dc.include_diagonal, triplets=True,
+                                            drop_ties=dc.drop_ties)
+        path = save_iteration_datasets(out / "data", datasets, info={"rule": dc.rule, "kind": judged["output_kind"],
+                                                                      "judge": judged["judge"], "iteration": t})
         table = datasets["table"]
         mean_best = sum(max(w) for w in table["win_rates"]) / max(len(table), 1)
-        return {"paths": paths, "rows": {k: len(v) for k, v in datasets.items()},
+        return {"path": str(path), "rows": {k: len(v) for k, v in datasets.items()},
                 "mean_chosen_win_rate": round(mean_best, 4), "sha": _sha(datasets["pairs"].to_dict())}
 
     def trainer_kwargs(self, output_dir: Path) -> dict[str, Any]:
@@ -350,7 +357,9 @@ class SPPORun:
 
         tc = self.config.training
         policy = self.policy_path(t - 1)
-        pairs = _load_dataset(data["paths"]["pairs"])
+        from .data import load_iteration_datasets
+
+        pairs = load_iteration_datasets(data["path"])["pairs"]
         final = out / "model"
         tmp = out / "model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -370,6 +379,86 @@ class SPPORun:
         tmp.rename(final)
         return {"path": str(final), "reference": policy, "seed": self.config.seed + t, "lora": tc.use_lora,
                 "metrics": {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))}}
+
+    # -- publishing -----------------------------------------------------------------------
+    def publisher(self):
+        if getattr(self, "_publisher", None) is None:
+            from .hub import HubPublisher
+
+            if not self.namespace:
+                raise ValueError("publish.org is empty and the token has no user name; set publish.org=<namespace>.")
+            self._publisher = HubPublisher(self.namespace, self.config.repo_prefix, private=self.config.publish.private,
+                                           endpoint=self.endpoint)
+        return self._publisher
+
+    def _policy_ref(self, t: int) -> tuple[str, str]:
+        """(repo id or name, revision) of pi_t, for cards."""
+        if t == 0:
+            return self.config.model.name_or_path, self.config.model.revision or "main"
+        art = (self.manifest.stage(t, "publish_model") or {}).get("artifacts", {})
+        return art.get("repo_id", f"iteration {t}"), art.get("commit", "main")
+
+    def _publish_data(self, t: int, data: dict) -> dict:
+        from .data import load_iteration_datasets
+
+        ds = load_iteration_datasets(data["path"])
+        model, revision = self._policy_ref(t - 1)
+        s = self.config.sampling
+        info = dict(run_name=self.config.run_name, iteration=t, model=model, model_revision=revision,
+                    prompt_set=self.config.prompts.path, num_samples=s.num_samples,
+                    sampling=dict(temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens,
+                                  seed=self._sampling(t).seed),
+                    judge=self.manifest.stage(t, "judge")["artifacts"]["judge"], probability_rule=self.config.data.rule)
+        ref = self.publisher().publish_iteration_data(t, ds["table"], ds["pairs"], ds["triplets"], info)
+        return {"repo_id": ref.repo_id, "commit": ref.commit_sha, "tag": ref.tag, "url": ref.url}
+
+    def _publish_model(self, t: int, pub_data: dict) -> dict:
+        """Commit pi_t's checkpoint with the run manifest as of now (everything up to its training)."""
+        from .run_manifest import atomic_write_text
+
+        train = self.manifest.stage(t, "train")["artifacts"]
+        folder = Path(train["path"])
+        atomic_write_text(folder / "manifest.json", self.manifest.to_json())
+        lineage = [self._policy_ref(i)[0] for i in range(t)]
+        wins = [(i, (self.manifest.stage(i, "compare") or {}).get("artifacts", {}).get("win_rate_vs_base"))
+                for i in range(1, t)]
+        info = dict(run_name=self.config.run_name, iteration=t, base_model=lineage[-1],
+                    datasets=[pub_data["repo_id"]] if pub_data.get("repo_id") else [], lineage=lineage,
+                    hyperparameters={k: v for k, v in self.trainer_kwargs(Path(".")).items() if k != "output_dir"},
+                    loss_history=train.get("loss_history", []),
+                    win_rates_by_iteration=[(i, w) for i, w in wins if w is not None])
+        publisher = self.publisher()
+        ref = publisher.publish_checkpoint(t, folder, info)
+        refs = [ref] + ([] if not pub_data.get("repo_id") else [])
+        try:
+            publisher.add_to_collection(*refs)
+        except Exception as err:  # collections are a nicety: a Hub without them must not fail the run
+            self.console.print(f"  [yellow]collection not updated: {type(err).__name__}[/yellow]")
+        return {"repo_id": ref.repo_id, "commit": ref.commit_sha, "tag": ref.tag, "url": ref.url}
+
+    def _download_model(self, repo_id: str, commit: str) -> str:
+        """pi_t as published: a snapshot of its exact commit (from_pretrained(repo_id, revision=commit) reads the same files)."""
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(repo_id, revision=commit, endpoint=self.endpoint)
+
+    def _publish_final_manifest(self) -> None:
+        """Commit the finished run manifest to the last iteration's model repo (a no-op when already there)."""
+        last = self.manifest.stage(self.config.iterations, "publish_model")
+        if not last:
+            return
+        api = self.publisher().api
+        repo_id = last["artifacts"]["repo_id"]
+        data = json.loads(self.manifest.to_json())
+        data.pop("wall_seconds_last_session", None)
+        text = json.dumps(data, indent=2) + "\n"
+        try:
+            current = Path(api.hf_hub_download(repo_id, "run_manifest.json")).read_text()
+        except Exception:
+            current = None
+        if current != text:
+            api.upload_file(path_or_fileobj=text.encode(), path_in_repo="run_manifest.json", repo_id=repo_id,
+                            commit_message=f"SPPO run {self.config.run_name}: final run manifest")
 
     def _compare_generate(self, t: int, model: str, timer: StageTimer) -> dict:
         """One sampled response of pi_t per held-out prompt (t=0: the base policy)."""
@@ -426,6 +515,11 @@ class SPPORun:
 
 
 # ----------------------------------------------------------------------------- module helpers
+
+
+def model_cache_dir() -> Path:
+    """Where locally exported models (SmolLM2 from GGUF) are kept between runs."""
+    return Path(os.environ.get("SPPO_HUB_CACHE", Path.home() / ".cache" / "sppo-hub")) / "models"
 
 
 def resolve_model_path(name: str, cache_dir: Path) -> str:
@@ -543,8 +637,11 @@ def run_from_config(config: RunConfig, resume: bool = False, hub_port: int = 0, 
 
             switch = use_endpoint(endpoint)
         user = check_endpoint(endpoint) if config.publish.enabled else None
-        runner = SPPORun(config, resume=resume, console=console, endpoint=endpoint)
-        runner.namespace = config.publish.org or user
+        # The prompt source and column are checked before anything is written or loaded.
+        done = resume and (config.run_dir / "manifest.json").exists() and \
+            RunManifest.load(config.run_dir).stage(0, "prompts") is not None
+        prompts = None if done else load_run_prompts(config)
+        runner = SPPORun(config, resume=resume, console=console, endpoint=endpoint, namespace=user, prompts=prompts)
         manifest = runner.run()
         if hub is not None:
             console.print(
