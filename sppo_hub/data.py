@@ -252,6 +252,32 @@ def load_iteration_datasets(directory: str | Path) -> dict[str, Dataset]:
     return out
 
 
+def load_judged_dataset(path: str | Path) -> Dataset:
+    """A judged dataset from `save_to_disk` output, a Parquet/JSON(L) file, or a folder of Parquet files."""
+    from datasets import load_from_disk
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"--judged: {path} does not exist; write it with `sppo-hub judge`")
+    if path.is_dir():
+        if (path / "state.json").exists() or (path / "dataset_dict.json").exists():
+            ds = load_from_disk(str(path))
+            if not isinstance(ds, Dataset):  # a DatasetDict: take its only split
+                if len(ds) != 1:
+                    raise ValueError(f"--judged: {path} holds splits {list(ds)}; pass one split's folder")
+                ds = next(iter(ds.values()))
+            return ds
+        files = sorted(str(f) for f in path.rglob("*.parquet"))
+        if not files:
+            raise ValueError(f"--judged: {path} is neither a saved dataset nor a folder of .parquet files")
+        return Dataset.from_parquet(files)
+    if path.suffix == ".parquet":
+        return Dataset.from_parquet(str(path))
+    if path.suffix in (".json", ".jsonl"):
+        return Dataset.from_json(str(path))
+    raise ValueError(f"--judged: unsupported file type {path.suffix!r}; use a saved dataset folder, .parquet or .jsonl")
+
+
 def load_data_info(directory: str | Path) -> dict:
     """The `data_info.json` written beside the datasets (rule, kind, row counts)."""
     path = Path(directory) / INFO_FILE

@@ -158,3 +158,43 @@ def test_bad_inputs_name_the_field():
         data.build_table_dataset(["x", "y"], [["a", "b"]] * 2, [np.zeros((2, 2))] * 2, prompt_ids=[1, 1])
     with pytest.raises(FileNotFoundError, match="build-data"):
         data.load_iteration_datasets("/nonexistent/dir")
+
+
+def test_build_data_cli(tmp_path, capsys):
+    from sppo_hub.cli import main
+
+    judged = Dataset.from_dict(
+        {
+            "prompt_id": [10, 11],
+            "prompt": PROMPTS,
+            "responses": RESPONSES,
+            "raw_table": [t.tolist() for t in TABLES],
+            "output_kind": ["logits", "logits"],
+            "judge": ["callable:test", "callable:test"],
+        }
+    )
+    judged.save_to_disk(str(tmp_path / "judged"))
+    out = tmp_path / "data"
+    rc = main(["build-data", "--judged", str(tmp_path / "judged"), "--out", str(out), "--rule", "mean_score",
+               "--exclude-diagonal", "--triplets"])
+    assert rc == 0
+    assert "2 prompts -> 2 pairs, 5 triplets" in capsys.readouterr().out
+    loaded = data.load_iteration_datasets(out)
+    info = data.load_data_info(out)
+    assert info["rule"] == "mean_score" and info["include_diagonal"] is False and info["judge"] == "callable:test"
+    expected = data.build_iteration_datasets(judged, rule="mean_score", include_diagonal=False, triplets=True)
+    for name in ("table", "pairs", "triplets"):
+        assert loaded[name].to_list() == expected[name].to_list()
+
+    # a JSONL judged file without a kind column needs --kind; without it the error names the field
+    judged.remove_columns(["output_kind"]).to_json(str(tmp_path / "judged.jsonl"))
+    assert main(["build-data", "--judged", str(tmp_path / "judged.jsonl"), "--out", str(out)]) == 2
+    assert "output_kind" in capsys.readouterr().err
+    assert main(["build-data", "--judged", str(tmp_path / "judged.jsonl"), "--out", str(out), "--kind", "logits"]) == 0
+
+    # missing prompt column -> exit 2, message names it; the previous output stays intact
+    judged.remove_columns(["prompt"]).save_to_disk(str(tmp_path / "bad"))
+    assert main(["build-data", "--judged", str(tmp_path / "bad"), "--out", str(out)]) == 2
+    assert "'prompt'" in capsys.readouterr().err
+    assert len(data.load_iteration_datasets(out)["pairs"]) == 2
+    assert main(["build-data", "--judged", str(tmp_path / "nope"), "--out", str(out)]) == 2
