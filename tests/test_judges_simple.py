@@ -217,3 +217,18 @@ def test_gpm_bad_checkpoint(tmp_path):
         GPMHeadConfig(embed_dim=3)
     with pytest.raises(ValueError, match="pooling"):
         GPMHeadConfig(embed_dim=4, pooling="max")
+
+
+def test_default_from_config_maps_fields_to_constructor():
+    class EchoJudge(PairwiseJudge):
+        output_kind = "logits"
+
+        def __init__(self, model: str, batch_size: int = 1, device: str | None = None, name: str = "echo"):
+            self.model, self.batch_size, self.device, self.name = model, batch_size, device, name
+
+        def pairwise_tables(self, prompts, responses):
+            return [np.zeros((len(r), len(r))) for r in responses]
+
+    judge = EchoJudge.from_config(JudgeConfig(type="llm", model="m", batch_size=7, extra={"name": "x"}))
+    assert (judge.model, judge.batch_size, judge.device, judge.name) == ("m", 7, None, "x")
+    assert judge.diagonal_value == 0.0

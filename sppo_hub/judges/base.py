@@ -9,8 +9,9 @@ is unused and filled with 0 (logits) or 0.5 (probs).
 from __future__ import annotations
 
 import importlib
+import inspect
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import numpy as np
@@ -44,8 +45,23 @@ class PairwiseJudge(ABC):
 
     @classmethod
     def from_config(cls, config: "JudgeConfig") -> "PairwiseJudge":
-        """Build the judge from a `JudgeConfig`; subclasses override this."""
-        raise NotImplementedError(f"{cls.__name__} cannot be built from a JudgeConfig")
+        """Build the judge from a `JudgeConfig`.
+
+        Default: call the constructor with every non-None config field whose name is one of its
+        parameters (model, batch_size, max_length, device, dtype, base_url, ...), plus
+        `config.extra`. Subclasses whose constructor differs override this.
+        """
+        params = inspect.signature(cls.__init__).parameters
+        takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        kwargs = {
+            f.name: getattr(config, f.name)
+            for f in fields(config)
+            if f.name not in ("type", "extra")
+            and (f.name in params or takes_all)
+            and getattr(config, f.name) is not None
+        }
+        kwargs.update(config.extra)
+        return cls(**kwargs)
 
     @property
     def diagonal_value(self) -> float:
@@ -143,6 +159,8 @@ class JudgeConfig:
             raise ValueError(
                 f"judge.type: unknown judge type {self.type!r}; choose one of {', '.join(JUDGE_TYPES)}"
             )
+        if self.type == "pairrm" and self.model is None:
+            self.model = "llm-blender/PairRM"
         if self.batch_size is None or int(self.batch_size) < 1:
             raise ValueError(f"judge.batch_size: must be >= 1, got {self.batch_size}")
         if self.max_length is not None and int(self.max_length) < 1:
