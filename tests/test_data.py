@@ -64,11 +64,18 @@ def test_pairs_dataset_matches_paper_columns():
     assert len(data.build_pairs_dataset(table, drop_ties=True)) == 1
 
 
-def test_pairs_is_trl_preference_format():
-    from trl.data_utils import is_conversational, maybe_apply_chat_template  # noqa: F401
+def test_pairs_is_trl_preference_format(tiny_model_dir):
+    from transformers import AutoTokenizer
+    from trl.data_utils import is_conversational, maybe_apply_chat_template
 
     pairs = data.build_pairs_dataset(_table_ds())
     assert is_conversational(pairs[0])
+    # TRL renders it with the model's own chat template: prompt ends with the generation prompt,
+    # chosen/rejected are the assistant turns
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    text = maybe_apply_chat_template(pairs[0], tok)
+    assert text["prompt"].endswith("<|im_start|>assistant\n") and "Say hi." in text["prompt"]
+    assert text["chosen"].startswith("hello there") and "<|im_end|>" in text["chosen"]
 
 
 def test_triplets_dataset():
