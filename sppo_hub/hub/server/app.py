@@ -112,7 +112,8 @@ class HubHandler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def send_error_json(self, err: HubError) -> None:
-        headers = {"X-Error-Message": err.message[:300].encode("ascii", "replace").decode()}
+        one_line = " ".join(err.message.split())[:300]  # header values must not contain line breaks
+        headers = {"X-Error-Message": one_line.encode("ascii", "replace").decode()}
         if err.code:
             headers["X-Error-Code"] = err.code
         payload = {"error": err.message, **getattr(err, "extra", {})}
