@@ -147,10 +147,18 @@ def test_parent_commit_and_concurrent_commits(local_hub):
     assert len(api.list_repo_commits(repo)) == 2 + 6  # initial + one.txt + six serialised commits
 
 
-def _start_server(data_dir: Path, port: int, token: str, log) -> subprocess.Popen:
+def _start_server(data_dir: Path, port: int, token: str, log, max_file_bytes: int | None = None) -> subprocess.Popen:
     env = dict(os.environ, SPPO_HUB_TOKEN=token)
+
+    def limit_file_size() -> None:  # a "full disk": writes past the limit fail with EFBIG
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
     proc = subprocess.Popen([sys.executable, "-m", "sppo_hub", "hub", "serve", "--data-dir", str(data_dir),
-                             "--port", str(port), "--user", "sppo-user"], env=env, stdout=log, stderr=log)
+                             "--port", str(port), "--user", "sppo-user"], env=env, stdout=log, stderr=log,
+                            preexec_fn=limit_file_size if max_file_bytes else None)
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
@@ -216,3 +224,47 @@ def test_server_killed_mid_commit_leaves_repo_unchanged(tmp_path):
     # the token never appears in the server's output or on its disk
     assert token.encode() not in log_path.read_bytes()
     assert all(token.encode() not in p.read_bytes() for p in data_dir.rglob("*") if p.is_file())
+
+
+def test_full_disk_gives_a_clear_error_and_no_partial_commit(tmp_path):
+    token = "hf_disk_full_token_abcdef"
+    data_dir, port = tmp_path / "hub", _free_port()
+    api = HfApi(endpoint=f"http://127.0.0.1:{port}", token=token)
+    with use_endpoint(api.endpoint), open(tmp_path / "server.log", "wb") as log:
+        proc = _start_server(data_dir, port, token, log, max_file_bytes=512 * 1024)
+        try:
+            api.create_repo("sppo-user/full")
+            before = api.model_info("sppo-user/full").sha
+            with pytest.raises(HfHubHTTPError) as err:
+                api.upload_file(path_or_fileobj=os.urandom(2 * 1024 * 1024), path_in_repo="big.bin",
+                                repo_id="sppo-user/full")
+            assert err.value.response.status_code == 507 and "disk" in str(err.value)
+            assert api.model_info("sppo-user/full").sha == before
+            assert api.list_repo_files("sppo-user/full") == [".gitattributes"]
+            api.upload_file(path_or_fileobj=b"small", path_in_repo="small.txt", repo_id="sppo-user/full")
+            assert api.list_repo_files("sppo-user/full") == [".gitattributes", "small.txt"]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+
+
+def test_use_endpoint_reaches_huggingface_hub_transformers_and_datasets(local_hub):
+    import datasets.config
+    from huggingface_hub import constants, hf_api
+
+    from sppo_hub.hub.endpoint import use_endpoint
+
+    # the session fixture made the local Hub current everywhere the endpoint is cached
+    assert constants.ENDPOINT == hf_api.api.endpoint == datasets.config.HF_ENDPOINT == local_hub.url
+    assert constants.HF_HUB_DISABLE_XET and not constants.HF_HUB_OFFLINE and os.environ["HF_ENDPOINT"] == local_hub.url
+    with use_endpoint("http://127.0.0.1:9") as url:  # nested switch, then restored
+        assert constants.ENDPOINT == datasets.config.HF_ENDPOINT == url == "http://127.0.0.1:9"
+        assert constants.HUGGINGFACE_CO_URL_TEMPLATE.startswith(url)
+    assert constants.ENDPOINT == datasets.config.HF_ENDPOINT == local_hub.url
+    with pytest.raises(ValueError, match="endpoint"):
+        use_endpoint("127.0.0.1:8000")
+    # module-level helpers (no endpoint argument) go to the local Hub too
+    local_hub.api.create_repo("sppo-user/module-level")
+    from huggingface_hub import list_repo_files
+
+    assert list_repo_files("sppo-user/module-level") == [".gitattributes"]

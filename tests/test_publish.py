@@ -163,3 +163,31 @@ def test_cli_publish_data_and_model(local_hub, tiny_model_dir, tmp_path, capsys)
                  "--base-model", "x/y"]) == 2
     err = capsys.readouterr().err
     assert "403" in err and local_hub.token not in err
+
+
+def test_token_never_reaches_logs_cards_or_reprs(local_hub, tiny_model_dir, caplog, capfd):
+    import logging
+
+    from huggingface_hub.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_debug()
+    caplog.set_level(logging.DEBUG)
+    try:
+        table, pairs, triplets = _iteration_datasets(seed=4)
+        pub = HubPublisher("sppo-org", "secret", token=local_hub.token)
+        refs = [pub.publish_iteration_data(1, table, pairs, triplets, _data_card(1)),
+                pub.publish_checkpoint(1, tiny_model_dir, _model_card(1))]
+        pub.add_to_collection(*refs)
+    finally:
+        hf_logging.set_verbosity_warning()
+    out, err = capfd.readouterr()
+    assert caplog.records  # debug logging was on
+    for text in (caplog.text, out, err, repr(pub), repr(local_hub), repr(refs)):
+        assert local_hub.token not in text
+    for ref in refs:
+        for f in local_hub.api.list_repo_files(ref.repo_id, repo_type=ref.repo_type):
+            if f.endswith((".md", ".json")):
+                from huggingface_hub import hf_hub_download
+
+                path = hf_hub_download(ref.repo_id, f, repo_type=ref.repo_type)
+                assert local_hub.token not in open(path, encoding="utf-8").read()

@@ -56,8 +56,13 @@ def _hub_errors(handler):
 
         from ..cli import UserError
 
+        from contextlib import nullcontext
+
+        from ..hub.endpoint import use_endpoint
+
         try:
-            return handler(args)
+            with use_endpoint(args.endpoint) if args.endpoint else nullcontext():
+                return handler(args)
         except HfHubHTTPError as err:
             raise UserError(f"the Hub refused the request: {str(err).splitlines()[0]} "
                             f"({' '.join(str(err).split()[-40:])})") from None

@@ -76,6 +76,14 @@ class HubPublisher:
         self.tag_template, self.collection_title = tag_template, collection_title
         # token=None: huggingface_hub's usual sources (HF_TOKEN, `hf auth login`). Never logged.
         self.api = HfApi(endpoint=endpoint, token=token, library_name="sppo-hub")
+        if endpoint:
+            from .endpoint import is_local_endpoint
+
+            if is_local_endpoint(endpoint):
+                from huggingface_hub import constants
+
+                # The local Hub speaks the LFS basic transfer only, not xet (see sppo_hub/hub/endpoint.py).
+                constants.HF_HUB_DISABLE_XET = True
         for t in (0, 1):
             self._repo_id(self.model_repo_template, t, "model_repo_template")
 

@@ -7,6 +7,7 @@ is on (the huggingface_hub client reuses connections), so every handler drains t
 
 from __future__ import annotations
 
+import errno
 import hmac
 import json
 import re
@@ -134,8 +135,13 @@ class HubHandler(BaseHTTPRequestHandler):
         except HubError as err:
             self.body()  # drain: a leftover body would corrupt the kept-alive connection
             self.send_error_json(err)
-        except BrokenPipeError:
+        except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except OSError as err:
+            self.body()
+            status = 507 if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else 500
+            self.send_error_json(HubError(status, f"The local Hub could not write to its data dir ({err.strerror}); "
+                                                  "nothing was committed. Free disk space and retry."))
         except Exception as err:  # noqa: BLE001 - answer 500 instead of dropping the connection
             self.body()
             self.send_error_json(HubError(500, f"Local Hub internal error: {type(err).__name__}: {err}"))

@@ -6,6 +6,7 @@ is renamed into `lfs/`, so a dropped connection leaves nothing behind.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import os
@@ -77,6 +78,8 @@ def upload(h, oid: str) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, target)
     except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
         raise HubError(507, f"The local Hub could not store the upload ({err.strerror}); free disk space and retry.") from err
     finally:
         if tmp.exists():
