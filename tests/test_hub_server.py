@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from huggingface_hub import CommitOperationAdd, HfApi, HfFileSystem, hf_hub_download
+from huggingface_hub import CommitOperationAdd, HfApi, HfFileSystem, hf_hub_download, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 
 from sppo_hub.hub.endpoint import use_endpoint
@@ -49,6 +49,8 @@ def test_repo_lifecycle_inline_and_lfs(local_hub, tmp_path):
     with HfFileSystem(endpoint=local_hub.url, token=local_hub.token).open(f"{repo}/sub/weights.bin", "rb") as f:
         f.seek(1000)
         assert f.read(64) == big[1000:1064]
+    snap = Path(snapshot_download(repo, revision=info.oid))
+    assert (snap / "a.txt").read_text() == "hello" and (snap / "sub" / "weights.bin").stat().st_size == len(big)
     paths = {p.path: p for p in api.get_paths_info(repo, ["a.txt", "sub", "missing.txt"])}
     assert set(paths) == {"a.txt", "sub"} and paths["a.txt"].size == 5
     # re-uploading unchanged files makes no commit
