@@ -270,3 +270,18 @@ def test_use_endpoint_reaches_huggingface_hub_transformers_and_datasets(local_hu
     from huggingface_hub import list_repo_files
 
     assert list_repo_files("sppo-user/module-level") == [".gitattributes"]
+
+
+def test_bad_paths_and_folder_deletes(local_hub):
+    api = local_hub.api
+    repo = "sppo-user/paths"
+    api.create_repo(repo)
+    api.create_commit(repo, [CommitOperationAdd("docs/a.md", b"a"), CommitOperationAdd("docs/b.md", b"b"),
+                             CommitOperationAdd("keep.txt", b"k")], commit_message="files")
+    with pytest.raises(HfHubHTTPError) as err:
+        api.create_commit(repo, [CommitOperationAdd("docs", b"clash")], commit_message="file over a folder")
+    assert err.value.response.status_code == 400 and "folder" in str(err.value)
+    from huggingface_hub import CommitOperationDelete
+
+    api.create_commit(repo, [CommitOperationDelete("docs/")], commit_message="drop docs")
+    assert api.list_repo_files(repo) == [".gitattributes", "keep.txt"]

@@ -344,12 +344,12 @@ def resolve(h, repo_type: str, repo_id: str, revision: str, path: str) -> None:
         headers.update({"ETag": f'"{oid}"', "X-Linked-Etag": f'"{oid}"', "X-Linked-Size": entry.size})
         data_path = h.server.storage.lfs_path(oid)
         size = entry.size
-        reader = lambda start, n: _read_range(data_path, start, n)  # noqa: E731
+        reader = lambda start, n: _iter_range(data_path, start, n)  # noqa: E731  (streamed: LFS files are big)
     else:
         headers["ETag"] = f'"{entry.oid}"'
         data = repo.read_blob(entry.oid)
         size = len(data)
-        reader = lambda start, n: data[start:start + n]  # noqa: E731
+        reader = lambda start, n: [data[start:start + n]]  # noqa: E731
     start, end, status = 0, size - 1, 200
     rng = h.headers.get("Range")
     if rng and rng.startswith("bytes="):
@@ -364,10 +364,18 @@ def resolve(h, repo_type: str, repo_id: str, revision: str, path: str) -> None:
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     length = max(end - start + 1, 0)
     headers["Content-Length"] = length
-    h.send(status, raw=reader(start, length) if h.command != "HEAD" else b"", headers=headers)
+    h.send(status, raw=b"", headers=headers)
+    if h.command != "HEAD":
+        for chunk in reader(start, length):
+            h.wfile.write(chunk)
 
 
-def _read_range(path, start: int, n: int) -> bytes:
+def _iter_range(path, start: int, n: int, chunk: int = 1 << 20):
     with open(path, "rb") as f:
         f.seek(start)
-        return f.read(n)
+        while n > 0:
+            data = f.read(min(chunk, n))
+            if not data:
+                return
+            n -= len(data)
+            yield data

@@ -59,6 +59,14 @@ def validate_repo_id(repo_id: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+def check_path(path: str) -> None:
+    """Reject paths a git tree cannot hold or that escape the repo."""
+    parts = path.split("/")
+    if not path or path.startswith("/") or any(p in ("", ".", "..", ".git") for p in parts) or "\x00" in path:
+        raise HubError(400, f"Invalid path in repo {path!r}: use a relative path like 'folder/file.txt' "
+                            "(no empty, '.', '..' or '.git' parts).")
+
+
 def lfs_pointer(oid: str, size: int) -> bytes:
     return LFS_POINTER_PREFIX + f"oid sha256:{oid}\nsize {size}\n".encode()
 
@@ -241,6 +249,8 @@ class HubRepo:
 
         Objects are written first; the ref moves last (compare-and-swap on `parent`).
         """
+        for path in [*changes, *(f.strip("/") for f in deleted_folders if f.strip("/"))]:
+            check_path(path)
         git = self.git
         files = self.files(parent) if parent else {}
         for folder in deleted_folders:
@@ -259,6 +269,10 @@ class HubRepo:
                 blob = Blob.from_string(content)
                 git.object_store.add_object(blob)
                 files[path] = (FILE_MODE, blob.id)
+        ordered = sorted(files)
+        for a, b in zip(ordered, ordered[1:]):
+            if b.startswith(a + "/"):
+                raise HubError(400, f"{a!r} is a file and would also be a folder (for {b!r}): delete one of them.")
         tree_id = commit_tree(git.object_store, [(p.encode(), s, m) for p, (m, s) in sorted(files.items())])
         c = Commit()
         c.tree = tree_id
