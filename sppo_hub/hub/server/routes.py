@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 
 import yaml
 
@@ -151,7 +152,9 @@ def _info(repo, sha: str | None) -> dict:
         "tags": list(card.get("tags") or []) if isinstance(card, dict) else [],
         "cardData": card if isinstance(card, dict) else {},
         "siblings": [{"rfilename": p} for p in sorted(files)],
-        "createdAt": settings.get("createdAt"), "lastModified": settings.get("createdAt"),
+        "createdAt": settings.get("createdAt"),
+        "lastModified": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(repo.git[sha.encode()].commit_time))
+        if sha else settings.get("createdAt"),
     }
     if repo.repo_type == "model" and isinstance(card, dict):
         out["library_name"] = card.get("library_name")
