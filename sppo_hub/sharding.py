@@ -136,10 +136,10 @@ class ChunkStore:
     def write(self, shard: Shard, chunk: range, rows: list[dict]) -> None:
         if len(rows) != len(chunk):
             raise ValueError(f"chunk {chunk.start}-{chunk.stop}: got {len(rows)} rows for {len(chunk)} items")
-        atomic_write_json(self.chunk_path(shard, chunk), rows)
+        atomic_write_json(self.chunk_path(shard, chunk), {"ids": list(chunk), "rows": rows})
 
     def read(self, shard: Shard, chunk: range) -> list[dict]:
-        return json.loads(self.chunk_path(shard, chunk).read_text(encoding="utf-8"))
+        return json.loads(self.chunk_path(shard, chunk).read_text(encoding="utf-8"))["rows"]
 
 
 def run_sharded(
@@ -215,7 +215,7 @@ def _collect(out_dir: Path) -> dict[tuple[int, int], list[range]]:
     return found
 
 
-def merge_chunks(out_dir: str | Path, id_key: str = "prompt_id") -> list[dict]:
+def merge_chunks(out_dir: str | Path) -> list[dict]:
     """Every chunk's rows in id order; raises listing the missing shards unless all ids are covered once."""
     out_dir = Path(out_dir)
     num_items, problems = missing_shards(out_dir)
@@ -223,8 +223,9 @@ def merge_chunks(out_dir: str | Path, id_key: str = "prompt_id") -> list[dict]:
     for (index, count), chunks in _collect(out_dir).items():
         for chunk in chunks:
             path = _chunk_path(out_dir, Shard(index, count), chunk)
-            for row in json.loads(path.read_text(encoding="utf-8")):
-                rows_by_id.setdefault(int(row[id_key]), row)
+            data = json.loads(path.read_text(encoding="utf-8"))
+            for i, row in zip(data["ids"], data["rows"]):
+                rows_by_id.setdefault(int(i), row)
     missing = [i for i in range(num_items) if i not in rows_by_id]
     if missing:
         detail = "; ".join(problems) if problems else f"ids {missing[:10]}"

@@ -1,0 +1,123 @@
+"""The judge stage: raw K x K tables for a generated dataset, sharded and resumable.
+
+`judge_dataset(judge, generated)` adds `raw_table` (the judge's K x K output as a list of lists) and
+`table_kind` ("logits" or "probs") to the generation rows. With `out_dir`, each chunk of prompts is
+saved as soon as it is judged (`sppo_hub.sharding`), so a judge that fails midway loses nothing
+already judged and a rerun continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..sharding import Shard, atomic_write_parquet, merge_chunks, parse_shard, run_sharded
+from .base import PairwiseJudge
+
+JUDGED_FILE = "judged.parquet"
+
+
+def load_generated(path: str | os.PathLike):
+    """A generation output: a `sppo-hub generate --out` folder, a saved dataset, or a .parquet/.jsonl file."""
+    from datasets import Dataset, load_from_disk
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"--generated: {path} does not exist; write it with `sppo-hub generate --out {path}`")
+    if path.is_dir():
+        from ..generation.base import GENERATED_FILE, merge_generations
+
+        if (path / GENERATED_FILE).exists():
+            return Dataset.from_parquet(str(path / GENERATED_FILE))
+        if (path / "state.json").exists():
+            return load_from_disk(str(path))
+        if (path / "manifest.json").exists():  # shards only: merging checks that all are there
+            return merge_generations(path)
+        raise ValueError(f"--generated: {path} holds no {GENERATED_FILE}, saved dataset or generation shards")
+    if path.suffix == ".parquet":
+        return Dataset.from_parquet(str(path))
+    if path.suffix in (".json", ".jsonl"):
+        return Dataset.from_json(str(path))
+    raise ValueError(f"--generated: unsupported file {path}; use a generate --out folder, .parquet or .jsonl")
+
+
+def _validate_rows(ds) -> None:
+    for column in ("prompt", "responses"):
+        if column not in ds.column_names:
+            raise ValueError(f"generated: missing column {column!r}; columns are {', '.join(ds.column_names)}")
+    ids = ds["prompt_id"] if "prompt_id" in ds.column_names else list(range(len(ds)))
+    for pid, responses in zip(ids, ds["responses"]):
+        n = len(responses or [])
+        if n < 2:
+            raise ValueError(
+                f"generated: prompt_id {pid} has {n} response(s); judging needs K >= 2 per prompt "
+                "(generate with --num-samples 2 or more)"
+            )
+
+
+def judge_dataset(judge: PairwiseJudge, generated, out_dir: str | os.PathLike | None = None,
+                  shard: "Shard | str | None" = None, batch_size: int = 16, show_progress: bool = True):
+    """Judge every ordered pair of each prompt's responses; return the rows with `raw_table`, `table_kind`.
+
+    `batch_size` prompts go to the judge per call and form one saved chunk. With `shard="i/n"` only
+    that slice is judged and returned; `merge_judged(out_dir)` assembles all slices.
+    """
+    from datasets import Dataset
+
+    ds = generated if isinstance(generated, Dataset) else load_generated(generated)
+    if len(ds) == 0:
+        raise ValueError("generated: the dataset has no rows")
+    _validate_rows(ds)
+    if "prompt_id" not in ds.column_names:
+        ds = ds.add_column("prompt_id", list(range(len(ds))))
+    records = ds.to_list()
+    shard = parse_shard(shard)
+    judge_name = getattr(judge, "name", type(judge).__name__)
+    total_pairs = sum(len(r["responses"]) * (len(r["responses"]) - 1) for r in records)
+    bar = tqdm(total=total_pairs, desc=f"judge ({judge_name})", unit="pair", disable=not show_progress)
+    started, done_pairs = time.perf_counter(), 0
+
+    def process(ids: list[int], rows: list[dict]) -> list[dict]:
+        nonlocal done_pairs
+        tables = judge.pairwise_tables([r["prompt"] for r in rows], [list(r["responses"]) for r in rows])
+        out = []
+        for row, table in zip(rows, tables):
+            k = len(row["responses"])
+            if getattr(table, "shape", None) != (k, k):
+                raise RuntimeError(f"{judge_name} returned a {getattr(table, 'shape', '?')} table for "
+                                   f"prompt_id {row['prompt_id']} with {k} responses")
+            out.append({**row, "raw_table": [[float(v) for v in line] for line in table.tolist()],
+                        "table_kind": judge.output_kind})
+            done_pairs += k * (k - 1)
+        bar.update(sum(len(r["responses"]) * (len(r["responses"]) - 1) for r in rows))
+        bar.set_postfix(pairs_per_s=f"{done_pairs / max(time.perf_counter() - started, 1e-9):.1f}")
+        return out
+
+    data_sha = hashlib.sha256(json.dumps([[r["prompt_id"], r["prompt"], r["responses"]] for r in records],
+                                         ensure_ascii=False).encode()).hexdigest()[:16]
+    fingerprint = {"judge": judge_name, "output_kind": judge.output_kind, "data_sha": data_sha}
+    try:
+        rows = run_sharded(records, process, out_dir, shard, int(batch_size), fingerprint, desc="judge")
+    finally:
+        bar.close()
+    if out_dir is not None and shard.count == 1:
+        return _save(rows, Path(out_dir))
+    return Dataset.from_list(rows)
+
+
+def _save(rows: list[dict], out_dir: Path):
+    from datasets import Dataset
+
+    ds = Dataset.from_list(rows)
+    atomic_write_parquet(ds, out_dir / JUDGED_FILE)
+    return ds
+
+
+def merge_judged(out_dir: str | os.PathLike):
+    """Check every judge shard under `out_dir` finished, write `judged.parquet`, return the dataset."""
+    return _save(merge_chunks(out_dir), Path(out_dir))
