@@ -191,3 +191,30 @@ def test_token_never_reaches_logs_cards_or_reprs(local_hub, tiny_model_dir, capl
 
                 path = hf_hub_download(ref.repo_id, f, repo_type=ref.repo_type)
                 assert local_hub.token not in open(path, encoding="utf-8").read()
+
+
+@pytest.mark.online
+def test_publish_to_the_real_hub_opt_in(tiny_model_dir, monkeypatch):
+    """What the local Hub cannot prove (xet, the Hub's YAML schema and naming rules): opt-in only."""
+    import os
+
+    if os.environ.get("SPPO_HUB_ONLINE_TESTS") != "1" or not os.environ.get("HF_TOKEN"):
+        pytest.skip("needs the real Hub: set SPPO_HUB_ONLINE_TESTS=1, HF_TOKEN (write) and SPPO_HUB_ONLINE_ORG")
+    import uuid
+
+    from huggingface_hub import HfApi, ModelCard
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # conftest turns offline mode on for every test
+    org = os.environ.get("SPPO_HUB_ONLINE_ORG") or HfApi(endpoint=constants._HF_DEFAULT_ENDPOINT).whoami()["name"]
+    run = f"sppo-hub-ci-{uuid.uuid4().hex[:8]}"
+    pub = HubPublisher(org, run, private=True, endpoint=constants._HF_DEFAULT_ENDPOINT)
+    table, pairs, triplets = _iteration_datasets()
+    try:
+        data_ref = pub.publish_iteration_data(1, table, pairs, triplets, _data_card(1))
+        model_ref = pub.publish_checkpoint(1, tiny_model_dir, _model_card(1))
+        card = ModelCard.load(pub.api.hf_hub_download(model_ref.repo_id, "README.md"))
+        assert card.data.base_model == "sppo-org/demo-iter0" and data_ref.tag == "iter-1"
+    finally:
+        for repo_id, repo_type in ((pub.data_repo_id(1), "dataset"), (pub.model_repo_id(1), "model")):
+            pub.api.delete_repo(repo_id, repo_type=repo_type, missing_ok=True)
