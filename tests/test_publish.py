@@ -218,3 +218,14 @@ def test_publish_to_the_real_hub_opt_in(tiny_model_dir, monkeypatch):
     finally:
         for repo_id, repo_type in ((pub.data_repo_id(1), "dataset"), (pub.model_repo_id(1), "model")):
             pub.api.delete_repo(repo_id, repo_type=repo_type, missing_ok=True)
+
+
+def test_foreign_repo_content_is_not_overwritten(local_hub):
+    local_hub.api.create_repo("sppo-user/taken-iter1-data", repo_type="dataset")
+    local_hub.api.upload_file(path_or_fileobj=b"someone's data", path_in_repo="data.csv",
+                              repo_id="sppo-user/taken-iter1-data", repo_type="dataset")
+    table, pairs, triplets = _iteration_datasets()
+    with pytest.raises(ArtifactConflictError, match="not published by sppo-hub"):
+        HubPublisher("sppo-user", "taken").publish_iteration_data(1, table, pairs, triplets, _data_card(1))
+    assert local_hub.api.list_repo_files("sppo-user/taken-iter1-data", repo_type="dataset") == [
+        ".gitattributes", "data.csv"]

@@ -209,6 +209,10 @@ class HubPublisher:
                     f"(commit {tagged or head}); pass overwrite=True to replace it, or publish under another run name.")
         local = set(manifest["files"]) | {MANIFEST}
         remote = {f for f in self.api.list_repo_files(repo_id, repo_type=repo_type, revision=head)}
+        if existing is None and remote - {".gitattributes"} and not overwrite:
+            raise ArtifactConflictError(
+                f"{repo_type} repo {repo_id} already has files not published by sppo-hub "
+                f"({sorted(remote)[:5]}...); pass overwrite=True to replace them, or choose another repo name.")
         ops: list = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)) for rel in sorted(local)]
         ops += [CommitOperationDelete(path_in_repo=rel) for rel in sorted(remote - local - {".gitattributes"})]
         info = self.api.create_commit(repo_id, operations=ops, commit_message=message, repo_type=repo_type,
