@@ -49,7 +49,7 @@ def test_dataset_card_metadata_plot_and_counts(tmp_path):
 
 def test_model_card_lineage_model_index_and_adapter(tmp_path):
     info = {"run_name": "r", "iteration": 3, "base_model": "org/r-iter2", "datasets": ["org/r-iter3-data"],
-            "lineage": ["org/base", "org/r-iter1", "org/r-iter2"], "hyperparameters": {"eta": 1000.0, "beta": 0.001},
+            "lineage": ["org/base", "org/r-iter1", "org/r-iter2"], "hyperparameters": {"eta": 1000.0, "beta": 0.001, "hub_token": "hf_should_not_render"},
             "loss_history": [0.5, 0.4, 0.45], "win_rates_by_iteration": [(1, 0.55), (2, 0.6)],
             "eval_results": [dict(task_type="text-generation", dataset_type="tatsu-lab/alpaca_eval",
                                   dataset_name="AlpacaEval 2.0", metric_type="lc_win_rate", metric_value=21.5)]}
@@ -62,7 +62,7 @@ def test_model_card_lineage_model_index_and_adapter(tmp_path):
     assert data.model_name == "r-iter3"
     text = reloaded.text
     assert "AutoPeftModelForCausalLM" in text and "sppo-hub space deploy --model org/r-iter3" in text
-    assert "| 2 | [org/r-iter2]" in text and "| `eta` | `1000` |" in text
+    assert "| 2 | [org/r-iter2]" in text and "| `eta` | `1000` |" in text and "hf_should_not_render" not in text
     for png in ("loss_curve.png", "win_rate_by_iteration.png"):
         assert (tmp_path / "assets" / png).read_bytes().startswith(PNG_MAGIC)
     # a local path as base model is not Hub metadata (the Hub would reject it)

@@ -229,3 +229,14 @@ def test_foreign_repo_content_is_not_overwritten(local_hub):
         HubPublisher("sppo-user", "taken").publish_iteration_data(1, table, pairs, triplets, _data_card(1))
     assert local_hub.api.list_repo_files("sppo-user/taken-iter1-data", repo_type="dataset") == [
         ".gitattributes", "data.csv"]
+
+
+def test_a_checkpoint_containing_the_token_is_refused(local_hub, tiny_model_dir, tmp_path):
+    ckpt = tmp_path / "leaky"
+    shutil.copytree(tiny_model_dir, ckpt)
+    (ckpt / "training_config.json").write_text(json.dumps({"hub_token": local_hub.token}))
+    with pytest.raises(ValueError, match="training_config.json contains your Hub token") as err:
+        HubPublisher("sppo-user", "leaky").publish_checkpoint(1, ckpt, {**_model_card(1),
+                                                                      "hyperparameters": {"hub_token": local_hub.token}})
+    assert local_hub.token not in str(err.value)
+    assert not local_hub.api.repo_exists("sppo-user/leaky-iter1")

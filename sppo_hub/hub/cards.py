@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 SPPO_TAGS = ["sppo", "trl", "preference-optimization", "self-play", "sppo-hub"]
+_SECRET_KEY_RE = re.compile(r"token|secret|password|api_key", re.IGNORECASE)  # never rendered into a card
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 TABLE_COLUMNS = [
@@ -274,7 +275,8 @@ def render_model_card(info: ModelCardInfo | Mapping, repo_id: str, out_dir: str 
         run_name=info.run_name, base_model_link=_link(info.base_model),
         datasets_links=", ".join(_link(d, "dataset") for d in info.datasets) or "(not recorded)",
         artifact_text="a LoRA adapter (load it with PEFT)" if adapter else "the full model weights",
-        lineage=lineage, hyperparameters=[(k, _fmt(v)) for k, v in sorted(info.hyperparameters.items())],
+        lineage=lineage, hyperparameters=[(k, _fmt(v)) for k, v in sorted(info.hyperparameters.items())
+                                          if not _SECRET_KEY_RE.search(k)],
         loss_plot=loss_plot.relative_to(out_dir).as_posix() if loss_plot else None,
         win_rate_plot=win_plot.relative_to(out_dir).as_posix() if win_plot else None,
         eval_rows=[{"dataset": r.dataset_name, "metric": r.metric_name or r.metric_type, "value": _fmt(r.metric_value)}

@@ -188,6 +188,7 @@ class HubPublisher:
                        message: str) -> RepoRef:
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
+        self._refuse_token_in(folder)
         manifest = _manifest(folder)
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         tag = self.tag(iteration)
@@ -223,6 +224,19 @@ class HubPublisher:
         self.api.create_tag(repo_id, repo_type=repo_type, tag=tag, revision=sha,
                             tag_message=f"SPPO run {self.run_name}, iteration {iteration}")
         return RepoRef(repo_id, repo_type, sha, str(url), tag)
+
+    def _refuse_token_in(self, folder: Path, max_bytes: int = 20 * 1024 * 1024) -> None:
+        """Refuse to publish any (non-weight-sized) file that contains the Hub token."""
+        from huggingface_hub import get_token
+
+        token = self.api.token if isinstance(self.api.token, str) else get_token()
+        if not token:
+            return
+        needle = token.encode()
+        for p in sorted(folder.rglob("*")):
+            if p.is_file() and p.stat().st_size <= max_bytes and needle in p.read_bytes():
+                raise ValueError(f"{p.relative_to(folder).as_posix()} contains your Hub token: remove it (e.g. "
+                                 "hub_token from the training arguments) before publishing.")
 
     def _remote_manifest(self, repo_id: str, repo_type: str, revision: str) -> dict | None:
         from huggingface_hub.errors import EntryNotFoundError
