@@ -240,3 +240,21 @@ def test_a_checkpoint_containing_the_token_is_refused(local_hub, tiny_model_dir,
                                                                       "hyperparameters": {"hub_token": local_hub.token}})
     assert local_hub.token not in str(err.value)
     assert not local_hub.api.repo_exists("sppo-user/leaky-iter1")
+
+
+def test_lora_adapter_checkpoint_round_trip(local_hub, tiny_model_dir, tmp_path):
+    from huggingface_hub import ModelCard
+    from peft import AutoPeftModelForCausalLM, LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    out = tmp_path / "adapter"
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(out)
+    ref = HubPublisher("sppo-user", "lora").publish_checkpoint(1, out, _model_card(1))
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= set(local_hub.api.list_repo_files(ref.repo_id))
+    loaded = AutoPeftModelForCausalLM.from_pretrained(ref.repo_id, revision=ref.commit_sha)
+    assert type(loaded).__name__ == "PeftModelForCausalLM"
+    card = ModelCard.load(ref.repo_id)
+    assert card.data.library_name == "peft" and "AutoPeftModelForCausalLM" in card.text

@@ -230,7 +230,7 @@ class HubPublisher:
         from huggingface_hub import get_token
 
         token = self.api.token if isinstance(self.api.token, str) else get_token()
-        if not token:
+        if not token or len(token) < 8:  # too short to search for meaningfully (real tokens are ~37 chars)
             return
         needle = token.encode()
         for p in sorted(folder.rglob("*")):
