@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -84,8 +83,11 @@ class HubPublisher:
 
                 # The local Hub speaks the LFS basic transfer only, not xet (see sppo_hub/hub/endpoint.py).
                 constants.HF_HUB_DISABLE_XET = True
-        for t in (0, 1):
-            self._repo_id(self.model_repo_template, t, "model_repo_template")
+        for t in (0, 1):  # fail now, not after an hour of training
+            self.model_repo_id(t)
+            self.data_repo_id(t)
+        if self.model_repo_id(1) == self.data_repo_id(1):
+            raise ValueError("model_repo_template and data_repo_template give the same repo id: make them differ.")
 
     def __repr__(self) -> str:
         return f"HubPublisher(org={self.org!r}, run_name={self.run_name!r}, endpoint={self.api.endpoint!r})"
@@ -94,7 +96,10 @@ class HubPublisher:
     def _repo_id(self, template: str, iteration: int, field_name: str = "repo template") -> str:
         from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-        repo_id = template.format(org=self.org, run=self.run_name, t=iteration)
+        try:
+            repo_id = template.format(org=self.org, run=self.run_name, t=iteration)
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"{field_name}={template!r}: use only the fields {{org}}, {{run}} and {{t}} ({err}).") from None
         try:
             validate_repo_id(repo_id)
         except HFValidationError as err:
@@ -273,8 +278,3 @@ def _has_chat_template(folder: Path) -> bool:
         return True
     cfg = folder / "tokenizer_config.json"
     return cfg.exists() and bool(json.loads(cfg.read_text()).get("chat_template"))
-
-
-def card_info_from(obj: Any) -> Mapping:
-    """Dataclass or mapping -> dict (helper for callers building card_info from configs)."""
-    return asdict(obj) if hasattr(obj, "__dataclass_fields__") else dict(obj)
