@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..sharding import Shard, atomic_write_parquet, merge_chunks, parse_shard, run_sharded
+from ..sharding import Shard, atomic_write_parquet, merge_chunks, parse_shard, run_sharded, shard_range
 from .base import PairwiseJudge
 
 JUDGED_FILE = "judged.parquet"
@@ -78,7 +78,8 @@ def judge_dataset(judge: PairwiseJudge, generated, out_dir: str | os.PathLike | 
     records = ds.to_list()
     shard = parse_shard(shard)
     judge_name = getattr(judge, "name", type(judge).__name__)
-    total_pairs = sum(len(r["responses"]) * (len(r["responses"]) - 1) for r in records)
+    total_pairs = sum(len(records[i]["responses"]) * (len(records[i]["responses"]) - 1)
+                      for i in shard_range(len(records), shard))
     bar = tqdm(total=total_pairs, desc=f"judge ({judge_name})", unit="pair", disable=not show_progress)
     started, done_pairs = time.perf_counter(), 0
 
