@@ -289,7 +289,8 @@ def build_demo(config: SpaceConfig, judge: PairwiseJudge | None = None, preload:
 
     with gr.Blocks(title=config.title) as demo:
         judge_label = judge.name if judge is not None else f"{config.judge_type}:{config.judge or 'default'}"
-        gr.Markdown(f"## {config.title}\nModel `{config.model}`, judge `{judge_label}`. Each turn samples n answers and shows the one the judge ranks first.")
+        gr.Markdown(f"## {config.title}\nModel `{config.model}`, judge `{judge_label}`. "
+                    "Each turn samples n answers and shows the one the judge ranks first.")
         if errors:
             gr.Markdown("\n\n".join(f"**Error:** {e}" for e in errors), elem_id="sppo-errors")
         with gr.Tab("Chat"):

@@ -144,6 +144,26 @@ def test_missing_model_is_reported_in_the_ui(tmp_path, space_judge):
         demo.close()
 
 
+def test_generation_is_time_limited_and_history_fits_the_budget(tiny_model_dir):
+    from sppo_hub.space import ChatModel
+
+    chat = ChatModel(str(tiny_model_dir), device="cpu")
+    tok = chat.tokenizer
+    limited = chat.sample([{"role": "user", "content": "Tell a long story"}], 2, 1.0, 400, max_time=1e-6)
+    # MaxTimeCriteria stops after the first step: one new token each (a few characters at most), not 400
+    assert len(limited) == 2 and all(len(c) <= 16 for c in limited)
+    turns = []
+    for i in range(6):
+        turns += [{"role": "user", "content": f"question {i} " * 10}, {"role": "assistant", "content": "answer " * 10}]
+    turns.append({"role": "user", "content": "last question"})
+    full = len(tok.apply_chat_template(turns, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+    kept, dropped = chat.fit_history(turns, full // 2)
+    assert dropped >= 3 and kept[-1]["content"] == "last question" and kept[0]["role"] == "user"
+    assert len(tok.apply_chat_template(kept, add_generation_prompt=True, tokenize=True,
+                                       return_dict=True)["input_ids"]) <= full // 2
+    assert chat.fit_history(turns, full) == (turns, 0)
+
+
 def test_space_config_from_env_and_bad_values(tmp_path):
     from sppo_hub.space import SpaceConfig
 
