@@ -128,23 +128,23 @@ def rank_candidates(judge: PairwiseJudge, prompt: str, candidates: list[str]) ->
 
 
 class ChatModel:
-    """A causal LM and its tokenizer, loaded once, sampling n answers to a conversation.
+    """A chat model loaded once (through `sppo_hub.generation`), sampling n answers to a conversation.
 
-    Hand-written over `model.generate` rather than `sppo_hub.generation`: the Space needs
-    multi-turn conversations, a token budget on the history and a wall-clock limit (`max_time`).
+    Each request samples with its own `SamplingConfig` on a shallow copy of the generator (model and
+    tokenizer shared), so concurrent requests never change each other's settings. The wall-clock limit
+    is the model's `generation_config.max_time` (transformers' MaxTimeCriteria), the same for every request.
     """
 
-    def __init__(self, name: str, revision: str | None = None, device: str | None = None):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    def __init__(self, name: str, revision: str | None = None, device: str | None = None,
+                 max_time: float | None = None):
+        from .generation import SamplingConfig
+        from .generation.transformers_backend import TransformersGenerator
 
         self.name = name
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        self.tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
-        if self.tokenizer.chat_template is None:
-            raise ValueError(f"model {name!r} has no chat template; use a chat (instruct) model")
-        self.model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=dtype).to(self.device).eval()
+        self.generator = TransformersGenerator(name, SamplingConfig(num_samples=1), device=device, revision=revision,
+                                               show_progress=False)
+        self.tokenizer = self.generator.tokenizer
+        self.generator.model.generation_config.max_time = max_time
 
     def fit_history(self, messages: list[dict], max_tokens: int) -> tuple[list[dict], int]:
         """Drop the oldest turns until the prompt fits `max_tokens`; (kept messages, turns dropped)."""
@@ -156,19 +156,17 @@ class ChatModel:
                 return messages, dropped
             messages, dropped = messages[2:] if len(messages) > 2 else messages[1:], dropped + 1
 
-    def sample(self, messages: list[dict], n: int, temperature: float, max_new_tokens: int, top_p: float = 0.9,
-               max_time: float | None = None) -> list[str]:
-        import torch
+    def sample(self, messages: list[dict], n: int, temperature: float, max_new_tokens: int,
+               top_p: float = 0.9) -> list[str]:
+        import copy
+        import random
 
-        inputs = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                    return_dict=True).to(self.device)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        with torch.inference_mode():
-            out = self.model.generate(**inputs, do_sample=temperature > 0, temperature=temperature or None,
-                                      top_p=top_p if temperature > 0 else None, max_new_tokens=max_new_tokens,
-                                      num_return_sequences=n, max_time=max_time, pad_token_id=pad)
-        new = out[:, inputs["input_ids"].shape[1]:]
-        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        from .generation import SamplingConfig
+
+        generator = copy.copy(self.generator)
+        generator.sampling = SamplingConfig(num_samples=n, temperature=temperature, top_p=top_p,
+                                            max_new_tokens=max_new_tokens, seed=random.randrange(2**31))
+        return [text.strip() for text in generator.generate([messages])[0]]
 
 
 class Resources:
@@ -185,7 +183,8 @@ class Resources:
             if name not in self._models:
                 try:
                     revision = self.config.revision if name == self.config.model else None
-                    self._models[name] = ChatModel(name, revision=revision, device=self.config.device)
+                    self._models[name] = ChatModel(name, revision=revision, device=self.config.device,
+                                                   max_time=self.config.time_limit_s)
                 except Exception as err:  # noqa: BLE001 - any load failure becomes a message for the user
                     self._models[name] = (
                         f"Model {name!r} could not be loaded ({type(err).__name__}: {str(err)[:300]}). "
@@ -241,7 +240,7 @@ def best_of_n(res: Resources, messages: list[dict], n: int, temperature: float, 
     """Sample n answers, rank them with the judge: (winner index, candidates, win rates, turns dropped)."""
     chat = res.model(res.config.model)
     messages, dropped = chat.fit_history(messages, res.config.max_context_tokens)
-    candidates = chat.sample(messages, n, temperature, max_new_tokens, max_time=res.config.time_limit_s)
+    candidates = chat.sample(messages, n, temperature, max_new_tokens)
     rates = rank_candidates(res.judge(), judge_prompt(messages), candidates) if n > 1 else np.ones(1)
     return int(np.argmax(rates)), candidates, rates, dropped
 
@@ -274,7 +273,7 @@ def build_demo(config: SpaceConfig, judge: PairwiseJudge | None = None, preload:
         message = _validate_turn(config, message, 1, temperature, max_new_tokens)
         try:
             answers = [res.model(m).sample([{"role": "user", "content": message}], 1, float(temperature),
-                                           int(max_new_tokens), max_time=config.time_limit_s)[0]
+                                           int(max_new_tokens))[0]
                        for m in (model_a, model_b)]
             judge = res.judge()
             table = judge.pairwise_tables([message], [answers])[0]

@@ -147,9 +147,9 @@ def test_missing_model_is_reported_in_the_ui(tmp_path, space_judge):
 def test_generation_is_time_limited_and_history_fits_the_budget(tiny_model_dir):
     from sppo_hub.space import ChatModel
 
-    chat = ChatModel(str(tiny_model_dir), device="cpu")
+    chat = ChatModel(str(tiny_model_dir), device="cpu", max_time=1e-6)
     tok = chat.tokenizer
-    limited = chat.sample([{"role": "user", "content": "Tell a long story"}], 2, 1.0, 400, max_time=1e-6)
+    limited = chat.sample([{"role": "user", "content": "Tell a long story"}], 2, 1.0, 400)
     # MaxTimeCriteria stops after the first step: one new token each (a few characters at most), not 400
     assert len(limited) == 2 and all(len(c) <= 16 for c in limited)
     turns = []
