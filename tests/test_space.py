@@ -283,3 +283,38 @@ def test_deploy_unknown_model_or_bad_input_is_a_clear_error(local_hub, capsys):
     assert "--hardware: unknown 'quantum-9000'" in capsys.readouterr().err
     assert main(["space", "deploy", "--model", "sppo-org/x", "--secret", "SPPO_SURELY_UNSET_VAR", "--dry-run"]) == 2
     assert "set the environment variable SPPO_SURELY_UNSET_VAR" in capsys.readouterr().err
+
+
+def test_space_run_cli_serves_the_app(tiny_model_dir):
+    """`sppo-hub space run` in a child process: the same app, answering a client, judged by a callable judge."""
+    import socket
+    import time
+
+    from gradio_client import Client
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "sppo_hub", "space", "run", "--model", str(tiny_model_dir), "--port", str(port),
+           "--judge-type", "callable", "--judge", f"{Path(__file__).resolve()}:prefer_varied", "--max-n", "4",
+           "--max-new-tokens", "16"]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"))
+    try:
+        url, deadline = f"http://127.0.0.1:{port}/", time.time() + 120
+        while True:
+            try:
+                client = Client(url, verbose=False)
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                if proc.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"`sppo-hub space run` did not come up:\n{proc.stdout.read()[-3000:]}")
+                time.sleep(0.5)
+        history, table, _ = client.predict("Hello!", [], 3, 0.9, 8, api_name="/chat")
+        candidates = [row[3] for row in table["data"]]
+        assert len(candidates) == 3 and _text(history[-1]) == table["data"][0][3]
+        # prefer_varied: the candidate with the most distinct characters beats every other one
+        assert len(set(_text(history[-1]))) == max(len(set(c)) for c in candidates)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
