@@ -195,10 +195,12 @@ def test_cli_generate_then_judge_end_to_end(tiny_model_dir, tmp_path):
     gen_dir, judged_dir = tmp_path / "gen", tmp_path / "judged"
     cmd = [sys.executable, "-m", "sppo_hub"]
     out = subprocess.run(cmd + ["generate", "--model", str(tiny_model_dir), "--prompts", str(prompts),
-                                "--out", str(gen_dir), "-k", "2", "--max-new-tokens", "6"],
-                         capture_output=True, text=True, env=env, timeout=120)
+                                "--out", str(gen_dir), "-k", "2", "--max-new-tokens", "6", "--data-parallel", "2"],
+                         capture_output=True, text=True, env=env, timeout=180)
     assert out.returncode == 0, out.stderr
-    assert "generated 2 responses for 4 prompts" in out.stdout
+    # two child processes (--shard 0/2 and 1/2, one CUDA_VISIBLE_DEVICES each), then the merge
+    assert "merged 4 prompts from 2 processes" in out.stdout
+    assert sorted(p.name for p in (gen_dir / "chunks").iterdir()) == ["shard-00000-of-00002", "shard-00001-of-00002"]
     out = subprocess.run(cmd + ["judge", "--generated", str(gen_dir), "--out", str(judged_dir), "--judge", "llm",
                                 "--judge-model", str(tiny_model_dir), "--chunk-size", "2"],
                          capture_output=True, text=True, env=env, timeout=120)
