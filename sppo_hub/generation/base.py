@@ -16,7 +16,6 @@ from typing import Any
 
 from ..sharding import Shard, atomic_write_parquet, merge_chunks, parse_shard, run_sharded
 
-Prompt = "str | list[dict]"
 GENERATED_FILE = "generated.parquet"
 BACKENDS = ("transformers", "vllm")
 
