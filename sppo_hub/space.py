@@ -68,7 +68,9 @@ class SpaceConfig:
             if value < 1:
                 raise ValueError(f"space.{name}: must be >= 1, got {value}")
             setattr(self, name, value)
-        if float(self.time_limit_s) <= 0:
+        self.compare_models = list(self.compare_models or [])
+        self.time_limit_s = float(self.time_limit_s)
+        if self.time_limit_s <= 0:
             raise ValueError(f"space.time_limit_s: must be > 0 seconds, got {self.time_limit_s}")
         self.default_n = min(self.default_n, self.max_n)
         self.default_max_new_tokens = min(self.default_max_new_tokens, self.max_new_tokens)
@@ -96,8 +98,8 @@ class SpaceConfig:
         if unknown:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)}; valid keys are {sorted(known)}")
         for name in known:
-            if f"{ENV_PREFIX}{name.upper()}" in env:
-                values[name] = env[f"{ENV_PREFIX}{name.upper()}"] or None
+            if env.get(f"{ENV_PREFIX}{name.upper()}"):  # empty variables keep the file's value / the default
+                values[name] = env[f"{ENV_PREFIX}{name.upper()}"]
         if not values.get("model"):
             raise ValueError("SPPO_MODEL: no model configured; set SPPO_MODEL to a Hub repo id or a local path")
         return cls(**values)
@@ -361,12 +363,14 @@ class DeployPlan:
         return "\n".join(lines)
 
 
-def _space_readme(model: str, judge: str | None, compare_models: list[str]) -> str:
+def _space_readme(model: str, judge: str | None, judge_type: str, compare_models: list[str]) -> str:
     """spaces/README.md with the Space metadata pointed at the deployed model(s)."""
     from huggingface_hub import SpaceCard
 
     card = SpaceCard((SPACE_DIR / "README.md").read_text())
-    card.data.models = list(dict.fromkeys([model, *compare_models] + ([judge] if judge and ":" not in judge else [])))
+    judge_model = judge if judge_type != "callable" else None
+    judge_model = judge_model or ("llm-blender/PairRM" if judge_type == "pairrm" else None)
+    card.data.models = list(dict.fromkeys([model, *compare_models] + ([judge_model] if judge_model else [])))
     card.data.title = f"{model.split('/')[-1]} chat"[:60]
     return str(card)
 
@@ -431,7 +435,7 @@ def plan_deploy(model: str, space: str | None = None, judge: str | None = None, 
                 "judge_type": judge_type, "judge": judge}
     files = {"app.py": (SPACE_DIR / "app.py").read_bytes(),
              "requirements.txt": (SPACE_DIR / "requirements.txt").read_bytes(),
-             "README.md": _space_readme(model, judge, config.compare_models).encode(),
+             "README.md": _space_readme(model, judge, judge_type, config.compare_models).encode(),
              CONFIG_FILE: (json.dumps(settings, indent=2) + "\n").encode(), **_bundle_package()}
     variables = {f"{ENV_PREFIX}{k.upper()}": (",".join(v) if isinstance(v, list) else str(v))
                  for k, v in settings.items() if v}
@@ -443,12 +447,16 @@ def deploy_space(plan: DeployPlan, endpoint: str | None = None, token: str | Non
 
     Returns (Space URL, warnings). A failed hardware request is a warning: the Space is already up.
     """
-    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
     api = _api(endpoint, token)
     url = api.create_repo(plan.space_id, repo_type="space", space_sdk="gradio", private=plan.private, exist_ok=True)
+    # A redeploy also removes package files that no longer exist, so the Space runs exactly this code.
+    stale = [f for f in api.list_repo_files(plan.space_id, repo_type="space")
+             if f.startswith("sppo_hub/") and f not in plan.files]
     api.create_commit(plan.space_id, repo_type="space",
-                      operations=[CommitOperationAdd(path, data) for path, data in sorted(plan.files.items())],
+                      operations=[CommitOperationAdd(path, data) for path, data in sorted(plan.files.items())]
+                      + [CommitOperationDelete(path) for path in stale],
                       commit_message=f"Deploy the SPPO chat Space for {plan.variables.get('SPPO_MODEL')}")
     for key, value in plan.variables.items():
         api.add_space_variable(plan.space_id, key, value, description="set by sppo-hub space deploy")

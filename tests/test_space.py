@@ -174,6 +174,7 @@ def test_space_config_from_env_and_bad_values(tmp_path):
     assert (cfg.model, cfg.max_n, cfg.default_n) == ("org/run-iter3", 3, 3)
     assert cfg.all_models == ["org/run-iter3", "org/run-iter1", "org/run-iter2"]
     assert SpaceConfig.from_env({"SPPO_MODEL": "me/other"}, config_file=cfg_file).model == "me/other"
+    assert SpaceConfig.from_env({"SPPO_MODEL": "", "SPPO_TIME_LIMIT_S": "2.5"}, config_file=cfg_file).time_limit_s == 2.5
     with pytest.raises(ValueError, match="SPPO_MODEL: no model configured"):
         SpaceConfig.from_env({}, config_file=tmp_path / "absent.json")
     with pytest.raises(ValueError, match="space.max_n: must be >= 1"):
@@ -270,6 +271,14 @@ def test_deploy_to_the_local_hub(local_hub, tiny_model_dir, tmp_path, capsys, mo
                           timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"MODEL {model}" in proc.stdout and "ANSWER" in proc.stdout
+
+    # Redeploying replaces the package copy: a module that no longer exists leaves the Space too.
+    api.upload_file(path_or_fileobj=b"x = 1\n", path_in_repo="sppo_hub/removed_module.py", repo_id=space,
+                    repo_type="space")
+    assert main(argv) == 0
+    files = set(api.list_repo_files(space, repo_type="space"))
+    assert "sppo_hub/removed_module.py" not in files and "sppo_hub/space.py" in files
+    assert len(api.list_repo_commits(space, repo_type="space")) == 4
 
 
 def test_deploy_unknown_model_or_bad_input_is_a_clear_error(local_hub, capsys):

@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     deploy.add_argument("--hardware", default=None, help="hardware to request, e.g. cpu-upgrade, t4-small, l4x1")
     deploy.add_argument("--private", action="store_true", help="create a private Space")
     deploy.add_argument("--secret", action="append", default=[], metavar="ENV_NAME",
-                        help="send environment variable ENV_NAME as a Space secret (repeat; value never printed)")
+                        help="send environment variable ENV_NAME as a Space secret (repeat; value never printed), "
+                             "e.g. HF_TOKEN so the Space can read a private model")
     deploy.add_argument("--dry-run", action="store_true", help="list what would be uploaded and set; write nothing")
     deploy.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or huggingface.co)")
     deploy.set_defaults(func=_deploy)
