@@ -107,7 +107,8 @@ class VLLMGenerator(Generator):
         # One request per (prompt, seed pass): K requests of n=1 with per-sample seeds, or one of n=K.
         requests = [c for c in conversations for _ in self.params]
         params = [p for _ in conversations for p in self.params]
-        outputs = self.llm.chat(requests, params, add_generation_prompt=True, use_tqdm=self.show_progress)
+        outputs = self.llm.chat(requests, sampling_params=params, add_generation_prompt=True,
+                                use_tqdm=self.show_progress)
         results: list[list[str]] = [[] for _ in prompts]
         for r, out in enumerate(outputs):
             results[r // len(self.params)].extend(o.text for o in out.outputs)
