@@ -55,7 +55,9 @@ class SpaceConfig:
         default=1024, metadata={"help": "Prompt token budget; the oldest turns are dropped beyond it."}
     )
     time_limit_s: float = field(default=60.0, metadata={"help": "Wall-clock limit of one generation call."})
-    concurrency_limit: int = field(default=1, metadata={"help": "Requests served at once (the rest wait in the queue)."})
+    concurrency_limit: int = field(
+        default=1, metadata={"help": "Requests served at once (the rest wait in the queue)."}
+    )
     max_queue: int = field(default=32, metadata={"help": "Longest queue before new requests are refused."})
     title: str = field(default="SPPO chat: best-of-n reranked by a pairwise judge", metadata={"help": "Page title."})
 
@@ -204,7 +206,8 @@ class Resources:
                     self._judge = load_judge(self.config.judge_config())
                 except Exception as err:  # noqa: BLE001
                     self._judge = (f"Judge {self.config.judge_type}:{self.config.judge or 'default'} could not be "
-                                   f"loaded ({type(err).__name__}: {str(err)[:300]}). Set SPPO_JUDGE_TYPE / SPPO_JUDGE.")
+                                   f"loaded ({type(err).__name__}: {str(err)[:300]}). "
+                                   "Set SPPO_JUDGE_TYPE / SPPO_JUDGE.")
             found = self._judge
         if isinstance(found, str):
             raise RuntimeError(found)
@@ -228,7 +231,8 @@ def _validate_turn(config: SpaceConfig, message, n, temperature, max_new_tokens)
     if not message:
         raise gr.Error("Empty message: type a question first.")
     if len(message) > config.max_input_chars:
-        raise gr.Error(f"Message too long: {len(message)} characters, the limit is {config.max_input_chars}. Shorten it.")
+        raise gr.Error(f"Message too long: {len(message)} characters, the limit is {config.max_input_chars}. "
+                       "Shorten it.")
     if not 1 <= int(n) <= config.max_n:
         raise gr.Error(f"n (candidates) must be between 1 and {config.max_n}, got {n}.")
     if not 0.0 <= float(temperature) <= 2.0:

@@ -174,7 +174,8 @@ def test_space_config_from_env_and_bad_values(tmp_path):
     assert (cfg.model, cfg.max_n, cfg.default_n) == ("org/run-iter3", 3, 3)
     assert cfg.all_models == ["org/run-iter3", "org/run-iter1", "org/run-iter2"]
     assert SpaceConfig.from_env({"SPPO_MODEL": "me/other"}, config_file=cfg_file).model == "me/other"
-    assert SpaceConfig.from_env({"SPPO_MODEL": "", "SPPO_TIME_LIMIT_S": "2.5"}, config_file=cfg_file).time_limit_s == 2.5
+    env = {"SPPO_MODEL": "", "SPPO_TIME_LIMIT_S": "2.5"}  # an empty variable keeps the file's value
+    assert SpaceConfig.from_env(env, config_file=cfg_file).time_limit_s == 2.5
     with pytest.raises(ValueError, match="SPPO_MODEL: no model configured"):
         SpaceConfig.from_env({}, config_file=tmp_path / "absent.json")
     with pytest.raises(ValueError, match="space.max_n: must be >= 1"):
@@ -261,7 +262,8 @@ def test_deploy_to_the_local_hub(local_hub, tiny_model_dir, tmp_path, capsys, mo
 
     # The downloaded Space works: its app.py, with its bundled sppo_hub, loads the model from the Hub and answers.
     check = ("import sys, runpy; sys.path.insert(0, '.'); g = runpy.run_path('app.py', run_name='space'); "
-             "import sppo_hub, sppo_hub.space as s; import os; assert sppo_hub.__file__.startswith(os.getcwd()), sppo_hub.__file__; "
+             "import os, sppo_hub, sppo_hub.space as s; "
+             "assert sppo_hub.__file__.startswith(os.getcwd()), sppo_hub.__file__; "
              "res = g['demo'].sppo_resources; print('MODEL', res.model(res.config.model).name); "
              "print('ANSWER', repr(s.best_of_n(res, [{'role': 'user', 'content': 'hi'}], 1, 0.7, 8)[1][0]))")
     env = dict(os.environ, HF_ENDPOINT=local_hub.url, HF_HUB_DISABLE_XET="1", HF_TOKEN=local_hub.token,
