@@ -223,3 +223,26 @@ def test_cli_errors_exit_2_with_the_field(tmp_path, capsys):
     assert "manifest.json" in capsys.readouterr().err
     assert main(["judge", "--generated", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
     assert "nope does not exist" in capsys.readouterr().err
+
+
+def test_prompts_and_model_from_the_hub(local_hub, tiny_model_dir):
+    """A Hub dataset id (with split and column) and a Hub model id, served by the local Hub."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    repo = f"{local_hub.user}/gen-prompts"
+    rows = "\n".join(json.dumps({"instruction": p, "source": "s"}) for p in PROMPTS[:3])
+    local_hub.api.create_repo(repo, repo_type="dataset", exist_ok=True)
+    local_hub.api.upload_file(path_or_fileobj=rows.encode(), path_in_repo="data/test.jsonl", repo_id=repo,
+                              repo_type="dataset")
+    assert load_prompts(repo, split="test", column="instruction") == PROMPTS[:3]
+    with pytest.raises(ValueError, match=r"column 'prompt' not in .*instruction, source"):
+        load_prompts(repo, split="test", column="prompt")
+
+    model_repo = f"{local_hub.user}/gen-tiny-llama"
+    AutoModelForCausalLM.from_pretrained(tiny_model_dir).push_to_hub(model_repo)
+    AutoTokenizer.from_pretrained(tiny_model_dir).push_to_hub(model_repo)
+    sampling = SamplingConfig(num_samples=2, max_new_tokens=4, seed=7)
+    from_hub = generate_responses(model_repo, PROMPTS[:2], sampling)
+    local = generate_responses(str(tiny_model_dir), PROMPTS[:2], sampling)
+    assert from_hub["generator"] == [model_repo] * 2
+    assert from_hub["responses"] == local["responses"]
