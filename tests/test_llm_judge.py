@@ -61,6 +61,7 @@ def test_long_responses_are_truncated_with_one_warning(sharp_model_dir):
         tables = judge.pairwise_tables(PROMPTS[:1], [[long, long + "!", "short"]])
     assert len([w for w in caught if "truncated" in str(w.message)]) == 1
     assert np.isfinite(tables[0]).all()
+    assert len(judge._encode_local(PROMPTS[0], long, long)) <= 120  # the judge input fits its window
 
 
 def test_load_judge_builds_it_from_config(sharp_model_dir):

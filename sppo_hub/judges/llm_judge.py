@@ -123,10 +123,13 @@ class LLMJudge(PairwiseJudge):
 
     def _encode_local(self, prompt: str, a: str, b: str) -> list[int]:
         if self.max_length:
-            overhead = len(self.tokenizer.encode(self.template.format(prompt=prompt, response_a="", response_b=""),
-                                                 add_special_tokens=False)) + 16
+            # everything but the two responses: chat template (system prompt included), judge template, prompt
+            overhead = len(self._render(prompt, "", "")) + 4
             limit = max((int(self.max_length) - overhead) // 2, 1)
             a, b = self._truncate(a, limit), self._truncate(b, limit)
+        return self._render(prompt, a, b)
+
+    def _render(self, prompt: str, a: str, b: str) -> list[int]:
         text = self.tokenizer.apply_chat_template(self.messages(prompt, a, b), add_generation_prompt=True,
                                                   tokenize=False)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
