@@ -55,13 +55,17 @@ def test_batched_equals_one_at_a_time(local_judge):
 
 
 def test_long_responses_are_truncated_with_one_warning(sharp_model_dir):
-    judge = LLMJudge(str(sharp_model_dir), max_length=120, show_progress=False)
+    judge = LLMJudge(str(sharp_model_dir), max_length=200, show_progress=False)
     long = "Paris is the capital of France. " * 40
     with pytest.warns(UserWarning, match="truncated") as caught:
         tables = judge.pairwise_tables(PROMPTS[:1], [[long, long + "!", "short"]])
     assert len([w for w in caught if "truncated" in str(w.message)]) == 1
     assert np.isfinite(tables[0]).all()
-    assert len(judge._encode_local(PROMPTS[0], long, long)) <= 120  # the judge input fits its window
+    assert len(judge._encode_local(PROMPTS[0], long, long)) <= 200  # the judge input fits its window
+    assert len(judge._encode_local(long, long, long)) <= 200  # a long prompt is cut too
+    judge.max_length = 20
+    with pytest.raises(ValueError, match="judge.max_length: 20 tokens cannot hold the judge template"):
+        judge.pairwise_tables(PROMPTS[:1], [["a", "b"]])
 
 
 def test_load_judge_builds_it_from_config(sharp_model_dir):

@@ -116,16 +116,22 @@ class LLMJudge(PairwiseJudge):
         if len(ids) <= limit:
             return text
         if not self._warned_truncation:
-            warnings.warn(f"{self.name}: responses longer than {limit} tokens are cut to fit max_length="
-                          f"{self.max_length} (prompt kept, each response truncated at its end)", stacklevel=3)
+            warnings.warn(f"{self.name}: inputs longer than max_length={self.max_length} tokens are truncated "
+                          "(the prompt first, then each response at its end)", stacklevel=3)
             self._warned_truncation = True
         return self.tokenizer.decode(ids[:limit])
 
     def _encode_local(self, prompt: str, a: str, b: str) -> list[int]:
         if self.max_length:
-            # everything but the two responses: chat template (system prompt included), judge template, prompt
-            overhead = len(self._render(prompt, "", "")) + 4
-            limit = max((int(self.max_length) - overhead) // 2, 1)
+            # Budget like PairRM: the prompt is cut first (keeping room for 16 tokens per response), then
+            # the responses share what is left of max_length after the chat and judge templates.
+            fixed = len(self._render("", "", "")) + 4
+            room = int(self.max_length) - fixed - 32
+            if room < 1:
+                raise ValueError(f"judge.max_length: {self.max_length} tokens cannot hold the judge template "
+                                 f"({fixed} tokens) and two responses; raise max_length")
+            prompt = self._truncate(prompt, room)
+            limit = max((int(self.max_length) - len(self._render(prompt, "", "")) - 4) // 2, 1)
             a, b = self._truncate(a, limit), self._truncate(b, limit)
         return self._render(prompt, a, b)
 
