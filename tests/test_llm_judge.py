@@ -43,15 +43,19 @@ def test_local_tables_are_verdict_log_odds(local_judge):
     assert np.allclose(P + P.T, 1.0)
 
 
-def test_batched_equals_one_at_a_time(local_judge):
-    batched = local_judge.pairwise_tables(PROMPTS, RESPONSES)
-    local_judge.batch_size = 1
+def test_batched_and_prefix_cached_equal_one_at_a_time(local_judge):
+    """Left-padded batches and the shared-prefix KV cache give what one unpadded pass per pair gives."""
+    cached = local_judge.pairwise_tables(PROMPTS, RESPONSES)
+    local_judge.share_prefix = False
     try:
+        batched = local_judge.pairwise_tables(PROMPTS, RESPONSES)
+        local_judge.batch_size = 1
         single = local_judge.pairwise_tables(PROMPTS, RESPONSES)
     finally:
-        local_judge.batch_size = 8
-    for x, y in zip(batched, single):
-        np.testing.assert_allclose(x, y, atol=1e-4)
+        local_judge.batch_size, local_judge.share_prefix = 8, True
+    for x, y, z in zip(cached, batched, single):
+        np.testing.assert_allclose(x, z, atol=1e-4)
+        np.testing.assert_allclose(y, z, atol=1e-4)
 
 
 def test_long_responses_are_truncated_with_one_warning(sharp_model_dir):

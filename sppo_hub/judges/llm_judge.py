@@ -14,6 +14,7 @@ Two ways to run the judge model:
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -47,6 +48,15 @@ def load_template(template: str | None) -> str:
     return template
 
 
+def _common_prefix_length(sequences: list[list[int]]) -> int:
+    """Tokens every sequence starts with, leaving each at least one token of its own."""
+    limit = min(len(s) for s in sequences) - 1
+    n = 0
+    while n < limit and all(s[n] == sequences[0][n] for s in sequences):
+        n += 1
+    return n
+
+
 class LLMJudge(PairwiseJudge):
     """Pairwise verdicts of a chat model, local (transformers) or behind an OpenAI-compatible API."""
 
@@ -56,7 +66,7 @@ class LLMJudge(PairwiseJudge):
                  template: str | None = None, batch_size: int = 8, max_length: int | None = 1024,
                  device: str | None = None, dtype: str = "auto", revision: str | None = None,
                  max_retries: int = 5, backoff: float = 1.0, timeout: float = 60.0, name: str | None = None,
-                 show_progress: bool = True, trust_remote_code: bool = False):
+                 show_progress: bool = True, trust_remote_code: bool = False, share_prefix: bool = True):
         if not model:
             raise ValueError("judge.model: the LLM judge needs a model (local folder, Hub id, or the endpoint's model name)")
         self.model_id = str(model)
@@ -67,6 +77,7 @@ class LLMJudge(PairwiseJudge):
         self.max_retries, self.backoff, self.timeout = int(max_retries), float(backoff), float(timeout)
         self.name = name or f"llm:{self.model_id}"
         self.show_progress = show_progress
+        self.share_prefix = share_prefix
         self._warned_truncation = False
         if base_url:
             self._client = self._make_client(base_url, api_key_env)
@@ -141,25 +152,65 @@ class LLMJudge(PairwiseJudge):
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _local_scores(self, jobs: list[tuple[str, str, str]], bar) -> list[float]:
-        import torch
-
+        """One forward pass per pair; with `share_prefix`, a prompt's pairs reuse the KV cache of the
+        tokens they all start with (chat header, judge instructions, the prompt) instead of recomputing it."""
         encoded = [self._encode_local(*job) for job in jobs]
-        order = sorted(range(len(jobs)), key=lambda i: -len(encoded[i]))  # similar lengths share a batch
         scores = [0.0] * len(jobs)
+        plain: list[int] = []
+        groups: dict[str, list[int]] = {}
+        for n, job in enumerate(jobs):
+            groups.setdefault(job[0], []).append(n)
+        for members in groups.values():
+            prefix = _common_prefix_length([encoded[n] for n in members]) if self.share_prefix else 0
+            if len(members) < 2 or prefix < 8:
+                plain.extend(members)
+                continue
+            for n, value in zip(members, self._prefix_scores(encoded[members[0]][:prefix],
+                                                             [encoded[n][prefix:] for n in members])):
+                scores[n] = value
+            bar.update(len(members))
+        order = sorted(plain, key=lambda i: -len(encoded[i]))  # similar lengths share a batch
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            enc = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
-            mask = enc["attention_mask"].to(self.model.device)
-            position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: positions start at each text
-            with torch.inference_mode():
-                logits = self.model(input_ids=enc["input_ids"].to(self.model.device), attention_mask=mask,
-                                    position_ids=position_ids, logits_to_keep=1).logits[:, -1, :].float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-            a = torch.logsumexp(logprobs[:, self.verdict_ids[0]], dim=-1)
-            b = torch.logsumexp(logprobs[:, self.verdict_ids[1]], dim=-1)
-            for i, value in zip(batch, (a - b).tolist()):
-                scores[i] = value
+            for n, value in zip(batch, self._batch_scores([encoded[i] for i in batch])):
+                scores[n] = value
             bar.update(len(batch))
+        return scores
+
+    def _batch_scores(self, ids: list[list[int]], prefix_cache=None, prefix_len: int = 0) -> list[float]:
+        """log p(A) - log p(B) after each (left-padded) sequence, optionally continuing a cached prefix."""
+        import torch
+
+        enc = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+        device = self.model.device
+        mask = enc["attention_mask"].to(device)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0) + prefix_len  # left padding: count real tokens only
+        kwargs = {}
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(ids))
+            mask = torch.cat([torch.ones(len(ids), prefix_len, dtype=mask.dtype, device=device), mask], dim=1)
+            kwargs["past_key_values"] = cache
+        with torch.inference_mode():
+            logits = self.model(input_ids=enc["input_ids"].to(device), attention_mask=mask,
+                                position_ids=position_ids, logits_to_keep=1, **kwargs).logits[:, -1, :].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        a = torch.logsumexp(logprobs[:, self.verdict_ids[0]], dim=-1)
+        b = torch.logsumexp(logprobs[:, self.verdict_ids[1]], dim=-1)
+        return (a - b).tolist()
+
+    def _prefix_scores(self, prefix: list[int], suffixes: list[list[int]]) -> list[float]:
+        import torch
+
+        with torch.inference_mode():
+            cache = self.model(input_ids=torch.tensor([prefix], device=self.model.device),
+                               use_cache=True).past_key_values
+        order = sorted(range(len(suffixes)), key=lambda i: -len(suffixes[i]))
+        scores = [0.0] * len(suffixes)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            for n, value in zip(batch, self._batch_scores([suffixes[i] for i in batch], cache, len(prefix))):
+                scores[n] = value
         return scores
 
     # -- OpenAI-compatible endpoint ---------------------------------------------------------
