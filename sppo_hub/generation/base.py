@@ -147,9 +147,9 @@ def generate_responses(
     """K responses per prompt as a `datasets.Dataset` with rows {prompt_id, prompt, responses, generator}.
 
     `model` is a local folder, a Hub repo id, or a ready `Generator`. With `out_dir`, every finished
-    chunk is saved (a rerun resumes); the whole run (no shard, or the last missing shard completing
-    the set) also writes `out_dir/generated.parquet`. With `shard="i/n"` only that slice is generated
-    and returned; `merge_generations(out_dir)` assembles all slices.
+    chunk is saved (a rerun resumes) and an unsharded run also writes `out_dir/generated.parquet`.
+    With `shard="i/n"` only that slice is generated and returned; `merge_generations(out_dir)`
+    checks that every slice finished and writes `generated.parquet`.
     """
     sampling = sampling or SamplingConfig()
     if backend not in BACKENDS:
