@@ -139,3 +139,22 @@ def test_bad_input_fails_early(tiny_model_dir, tmp_path):
     # dpo/ipo keep DPO's beta; sppo losses turn eta into beta = 1/eta
     assert config(tmp_path, loss_type="dpo").beta == 0.1
     assert config(tmp_path, eta=None, beta=0.001).eta == pytest.approx(1000.0)
+
+
+@pytest.mark.slow
+def test_smollm2_lora_sppo_steps(smollm2_dir, tmp_path):
+    """The real SmolLM2-135M-Instruct: two LoRA SPPO steps with the adapter-disabled base as reference, merged save."""
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    args = config(tmp_path, max_steps=2, per_device_train_batch_size=2, learning_rate=1e-3, max_length=64)
+    trainer = SPPOTrainer(str(smollm2_dir), args=args, train_dataset=pairs(2), peft_config=lora)
+    trainer.train()
+    logged = [r for r in trainer.state.log_history if "loss" in r]
+    assert len(logged) == 2 and logged[0]["loss"] == pytest.approx(1.0, rel=1e-3)  # zero log-ratios at step 1
+    assert logged[1]["logratios/chosen"] != 0.0
+    out = save_policy(trainer, tmp_path / "smollm2-sppo", merge=True)
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert tok.eos_token == "<|im_end|>" and tok.chat_template and model.config.model_type == "llama"
