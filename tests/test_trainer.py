@@ -158,3 +158,25 @@ def test_smollm2_lora_sppo_steps(smollm2_dir, tmp_path):
     tok = AutoTokenizer.from_pretrained(out)
     model = AutoModelForCausalLM.from_pretrained(out)
     assert tok.eos_token == "<|im_end|>" and tok.chat_template and model.config.model_type == "llama"
+
+
+def test_cli_train_lora_merge(tiny_model_dir, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    from sppo_hub.cli import main
+
+    data = tmp_path / "pairs.parquet"
+    pairs().to_parquet(str(data))
+    out = tmp_path / "policy"
+    argv = ["train", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(out), "--loss", "sppo",
+            "--eta", "5", "--lora", "--merge", "--lr", "1e-2", "--max-steps", "3", "--batch-size", "4", "--optim",
+            "adamw_torch"]
+    assert main(argv) == 0
+    assert "over 3 steps" in capsys.readouterr().out
+    assert AutoModelForCausalLM.from_pretrained(out).num_parameters() > 0
+    assert not (tmp_path / "policy.trainer").exists()
+    assert main([*argv[:-8], "--beta", "0.5"]) == 2  # eta 5 vs beta 0.5
+    assert "disagree" in capsys.readouterr().err
+    assert main(["train", "--model", str(tiny_model_dir), "--data", str(tmp_path / "missing.parquet"),
+                 "--out", str(out)]) == 2
+    assert "--data" in capsys.readouterr().err
