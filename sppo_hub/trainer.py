@@ -27,7 +27,10 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from . import losses
 
-__all__ = ["PROBABILITY_COLUMNS", "DataCollatorForSPPO", "SPPOConfig", "SPPOTrainer", "save_policy", "train_policy"]
+__all__ = [
+    "PROBABILITY_COLUMNS", "DataCollatorForSPPO", "SPPOConfig", "SPPOTrainer", "add_initial_logps", "loss_history",
+    "save_policy", "train_policy",
+]
 
 PROBABILITY_COLUMNS = ("chosen_probs", "chosen_probs_win", "chosen_probs_lose")
 INIT_LOGP_COLUMNS = ("init_chosen_logps", "init_rejected_logps")  # INPO: log-probs under pi_ref = pi_0
@@ -243,6 +246,27 @@ def save_policy(trainer: DPOTrainer, out_dir: str | Path, merge: bool = False) -
         tmp.rename(out_dir)
     trainer.accelerator.wait_for_everyone()
     return out_dir
+
+
+def add_initial_logps(model, dataset, args: SPPOConfig, processing_class=None):
+    """`dataset` plus `init_chosen_logps` / `init_rejected_logps`: summed completion log-probs under `model` (pi_0).
+
+    INPO needs log-ratios against pi_ref = pi_0 as well as against the trainer's reference pi_t; this runs TRL's
+    reference precompute pass once with pi_0 as the model and keeps its two columns.
+    """
+    import dataclasses
+
+    cfg = dataclasses.replace(args, loss_type="sppo_hard", eta=None, beta=None, tau=0.0, precompute_ref_log_probs=True,
+                              max_steps=1)
+    scorer = SPPOTrainer(model, args=cfg, train_dataset=dataset.remove_columns(
+        [c for c in INIT_LOGP_COLUMNS if c in dataset.column_names]), processing_class=processing_class)
+    scored = scorer.train_dataset
+    if len(scored) != len(dataset):
+        raise ValueError(f"{len(dataset) - len(scored)} pairs have prompts longer than max_length={args.max_length}; "
+                         "raise max_length or drop them before INPO.")
+    out = dataset.remove_columns([c for c in INIT_LOGP_COLUMNS if c in dataset.column_names])
+    out = out.add_column("init_chosen_logps", scored["ref_chosen_logps"])
+    return out.add_column("init_rejected_logps", scored["ref_rejected_logps"])
 
 
 def loss_history(trainer: DPOTrainer) -> list[tuple[int, float]]:

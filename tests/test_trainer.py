@@ -9,7 +9,7 @@ import pytest
 import torch
 from datasets import Dataset
 
-from sppo_hub.trainer import SPPOConfig, SPPOTrainer, loss_history, save_policy, train_policy
+from sppo_hub.trainer import SPPOConfig, SPPOTrainer, add_initial_logps, loss_history, save_policy, train_policy
 
 
 def pairs(n: int = 4) -> Dataset:
@@ -180,3 +180,16 @@ def test_cli_train_lora_merge(tiny_model_dir, tmp_path, capsys):
     assert main(["train", "--model", str(tiny_model_dir), "--data", str(tmp_path / "missing.parquet"),
                  "--out", str(out)]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_inpo_with_initial_logps(tiny_model_dir, tmp_path):
+    """INPO: pi_0 log-probs added as columns; with pi_0 = pi_t the loss starts at (0 - eta/2)^2 and the margin grows."""
+    data = add_initial_logps(str(tiny_model_dir), pairs(), config(tmp_path))
+    assert {"init_chosen_logps", "init_rejected_logps"} <= set(data.column_names)
+    assert all(v < 0 for v in data["init_chosen_logps"])
+    trainer = SPPOTrainer(str(tiny_model_dir), args=config(tmp_path, loss_type="inpo", eta=2.0, tau=0.25),
+                          train_dataset=data)
+    trainer.train()
+    logged = [r for r in trainer.state.log_history if "loss" in r]
+    assert logged[0]["loss"] == pytest.approx(1.0, rel=1e-4)
+    assert logged[-1]["rewards/margins"] > 0 and logged[-1]["loss"] < logged[0]["loss"]
