@@ -111,11 +111,12 @@ def test_lora_precomputed_reference_save_and_reload(tiny_model_dir, tmp_path):
 
 
 def test_train_policy_with_explicit_reference(tiny_model_dir, tmp_path):
-    """The run's entry point: pi_t from a folder, an explicit reference, sppo_single, a saved full checkpoint."""
+    """The run's entry point: pi_t from a folder, an explicit reference, sppo_single, gradient checkpointing, a saved
+    full checkpoint."""
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "policy"
-    metrics = train_policy(tiny_model_dir, pairs(), config(tmp_path, loss_type="sppo_single"),
+    metrics = train_policy(tiny_model_dir, pairs(), config(tmp_path, loss_type="sppo_single", gradient_checkpointing=True),
                            ref_model=tiny_model_dir, output_dir=out, merge=True)
     assert len(metrics["loss_history"]) == 8 and metrics["train_loss"] > 0
     assert AutoModelForCausalLM.from_pretrained(out).num_parameters() > 0
