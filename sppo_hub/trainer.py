@@ -220,8 +220,9 @@ def _check_columns(dataset, loss_name: str, name: str) -> None:
 def save_policy(trainer: DPOTrainer, out_dir: str | Path, merge: bool = False) -> Path:
     """Save the trained policy with its tokenizer, chat template and generation config; atomically (temp, rename).
 
-    LoRA: the adapter alone, or (`merge=True`) the merged full model. Full fine-tuning: the full model. The loss
-    history (`trainer.state.log_history`) goes beside it as `log_history.json`.
+    LoRA: the adapter alone, or (`merge=True`) the merged full model; merging folds the adapter into the trainer's
+    model in place (`trainer.model` becomes the plain merged model), so save an adapter first if you want both.
+    Full fine-tuning: the full model. The loss history (`trainer.state.log_history`) goes beside it as `log_history.json`.
     """
     import json
 
