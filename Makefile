@@ -24,8 +24,9 @@ $(STAMP): pyproject.toml Makefile
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# A second `make demo` resumes (or just re-prints) the run in runs/quickstart; `make clean-demo` starts over.
 demo: $(STAMP)
-	$(BIN)/sppo-hub run recipes/quickstart.yaml --local-hub
+	$(BIN)/sppo-hub run recipes/quickstart.yaml --local-hub $$(test -f runs/quickstart/manifest.json && echo --resume)
 
 clean-demo:
 	rm -rf runs/quickstart .hub

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import SMOLLM2_ALIASES, RunConfig, save_recipe
-from .run_manifest import RunManifest, config_differences
+from .run_manifest import RunManifest, config_differences, print_summary
 
 # ----------------------------------------------------------------------------- evaluation hooks
 
@@ -151,7 +151,6 @@ class StageTimer:
 # ----------------------------------------------------------------------------- the run
 
 STAGES = ("generate", "judge", "data", "publish_data", "train", "publish_model", "compare", "evaluate")
-COMPUTE_STAGES = ("generate", "judge", "train", "compare")
 
 
 class SPPORun:
@@ -282,7 +281,7 @@ class SPPORun:
         self.manifest.mark_finished()
         if self.config.publish.enabled:
             self._publish_final_manifest()
-        print_summary(self.manifest, self.config, self.console, self.endpoint)
+        print_summary(self.manifest, self.config.iterations, self.console, self.endpoint)
         return self.manifest
 
     # -- stages ---------------------------------------------------------------------------
@@ -296,8 +295,9 @@ class SPPORun:
 
         sampling = self._sampling(t)
         model = self.policy_path(t - 1)
-        with timer.computing():
-            ds = generate_responses(model, prompts, sampling, backend=self.config.generation_backend)
+        with timer.computing():  # chunks saved under out/generate-chunks: a killed stage resumes mid-way
+            ds = generate_responses(model, prompts, sampling, backend=self.config.generation_backend,
+                                    out_dir=out / "generate-chunks")
         ds = ds.remove_columns([c for c in ("prompt_id",) if c in ds.column_names]).add_column("prompt_id", idx)
         path = save_dataset_atomic(ds, out / "generations")
         return {"path": path, "policy": model, "seed": sampling.seed, "rows": len(ds), "sha": _sha(ds["responses"])}
@@ -440,7 +440,12 @@ class SPPORun:
         """pi_t as published: a snapshot of its exact commit (from_pretrained(repo_id, revision=commit) reads the same files)."""
         from huggingface_hub import snapshot_download
 
-        return snapshot_download(repo_id, revision=commit, endpoint=self.endpoint)
+        from .hub.endpoint import is_local_endpoint
+
+        # A local Hub's repo ids are reused across runs: keep its downloads beside the run, not in the user cache.
+        local = bool(self.endpoint) and is_local_endpoint(self.endpoint)
+        cache = str(self.run_dir / ".hub-cache") if local else None
+        return snapshot_download(repo_id, revision=commit, endpoint=self.endpoint, cache_dir=cache)
 
     def _publish_final_manifest(self) -> None:
         """Commit the finished run manifest to the last iteration's model repo (a no-op when already there)."""
@@ -544,45 +549,6 @@ def load_run_prompts(config: RunConfig) -> list[str]:
     return prompts
 
 
-def stage_timings(manifest: RunManifest) -> dict[str, float]:
-    """Total wall seconds and compute seconds over every recorded stage (for the overhead benchmark)."""
-    wall = compute = 0.0
-    for stages in manifest.data["iterations"].values():
-        for entry in stages.values():
-            wall += entry["seconds"]
-            compute += entry["compute_seconds"]
-    return {"stage_seconds": wall, "compute_seconds": compute}
-
-
-def print_summary(manifest: RunManifest, config: RunConfig, console, endpoint: str | None = None) -> None:
-    """The end-of-run table: one row per iteration with repo links, win rates and stage timings."""
-    from rich.table import Table
-
-    base_url = (endpoint or "https://huggingface.co").rstrip("/")
-    table = Table(title=f"SPPO run {config.run_name}: {config.iterations} iteration(s)")
-    for col in ("iter", "model", "data", "win vs prev", "win vs base", "gen s", "judge s", "train s", "publish s", "total s"):
-        table.add_column(col, overflow="fold")
-    for t in range(1, config.iterations + 1):
-        get = lambda name: (manifest.stage(t, name) or {})  # noqa: E731
-        model = get("publish_model").get("artifacts", {})
-        data = get("publish_data").get("artifacts", {})
-        cmp = get("compare").get("artifacts", {})
-        secs = lambda *names: sum(get(n).get("seconds", 0.0) for n in names)  # noqa: E731
-        fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else "-"  # noqa: E731
-        table.add_row(
-            str(t),
-            f"{base_url}/{model['repo_id']}" if model.get("repo_id") else get("train").get("artifacts", {}).get("path", "-"),
-            f"{base_url}/datasets/{data['repo_id']}" if data.get("repo_id") else "-",
-            fmt(cmp.get("win_rate_vs_previous")),
-            fmt(cmp.get("win_rate_vs_base")),
-            f"{secs('generate'):.1f}", f"{secs('judge'):.1f}", f"{secs('train'):.1f}",
-            f"{secs('publish_data', 'publish_model'):.1f}",
-            f"{secs(*STAGES):.1f}",
-        )
-    console.print(table)
-    console.print(f"run folder: {manifest.path.parent}  (manifest: {manifest.path})")
-
-
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -645,8 +611,9 @@ def run_from_config(config: RunConfig, resume: bool = False, hub_port: int = 0, 
         manifest = runner.run()
         if hub is not None:
             console.print(
-                f"results: repos under {runner.namespace}/{config.repo_prefix}-iter* in the local Hub at {data_dir}/; "
-                f"browse them again with `sppo-hub hub serve` on that folder"
+                f"results: repos {runner.namespace}/{config.repo_prefix}-iter<t> and -iter<t>-data in the local Hub "
+                f"stored in {data_dir}/ (served at {hub.url} during the run); serve it again with "
+                f"`sppo-hub hub serve --data-dir {data_dir}` (http://127.0.0.1:8765)"
             )
         console.print(f"output dir: {config.run_dir}")
         return manifest

@@ -115,3 +115,42 @@ class RunManifest:
         for it, stages in self.data["iterations"].items():
             out[it] = {name: entry["artifacts"] for name, entry in stages.items()}
         return out
+
+
+def stage_timings(manifest: RunManifest) -> dict[str, float]:
+    """Total wall seconds and compute seconds over every recorded stage (for the overhead benchmark)."""
+    wall = compute = 0.0
+    for stages in manifest.data["iterations"].values():
+        for entry in stages.values():
+            wall += entry["seconds"]
+            compute += entry["compute_seconds"]
+    return {"stage_seconds": wall, "compute_seconds": compute}
+
+
+def print_summary(manifest: RunManifest, iterations: int, console, endpoint: str | None = None) -> None:
+    """The end-of-run table: one row per iteration with repo links, win rates and stage timings."""
+    from rich.table import Table
+
+    base_url = (endpoint or "https://huggingface.co").rstrip("/")
+    table = Table(title=f"SPPO run {manifest.data['run_name']}: {iterations} iteration(s)")
+    for col in ("iter", "model", "data", "win vs prev", "win vs base", "gen s", "judge s", "train s", "publish s", "total s"):
+        table.add_column(col, overflow="fold")
+    for t in range(1, iterations + 1):
+        get = lambda name: (manifest.stage(t, name) or {})  # noqa: E731
+        model = get("publish_model").get("artifacts", {})
+        data = get("publish_data").get("artifacts", {})
+        cmp = get("compare").get("artifacts", {})
+        secs = lambda *names: sum(get(n).get("seconds", 0.0) for n in names)  # noqa: E731
+        fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else "-"  # noqa: E731
+        table.add_row(
+            str(t),
+            f"{base_url}/{model['repo_id']}" if model.get("repo_id") else get("train").get("artifacts", {}).get("path", "-"),
+            f"{base_url}/datasets/{data['repo_id']}" if data.get("repo_id") else "-",
+            fmt(cmp.get("win_rate_vs_previous")),
+            fmt(cmp.get("win_rate_vs_base")),
+            f"{secs('generate'):.1f}", f"{secs('judge'):.1f}", f"{secs('train'):.1f}",
+            f"{secs('publish_data', 'publish_model'):.1f}",
+            f"{sum(e.get('seconds', 0.0) for e in manifest.data['iterations'].get(str(t), {}).values()):.1f}",
+        )
+    console.print(table)
+    console.print(f"run folder: {manifest.path.parent}  (manifest: {manifest.path})")
