@@ -91,7 +91,7 @@ class TrainingConfig:
     learning_rate: float = field(default=5e-7, metadata={"help": "Peak learning rate."})
     optim: str = field(default="rmsprop", metadata={"help": "transformers optimizer name."})
     lr_scheduler_type: str = field(default="linear", metadata={"help": "transformers scheduler name."})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "Warm-up share of the steps."})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "Warm-up share of the steps (in [0, 1); passed as warmup_steps)."})
     num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs per iteration."})
     per_device_train_batch_size: int = field(default=8, metadata={"help": "Micro-batch per device."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
@@ -176,6 +176,8 @@ class RunConfig:
             raise ValueError(f"training.loss={self.training.loss!r} is unknown{hint}; choose one of {', '.join(LOSSES)}.")
         if self.training.eta <= 0:
             raise ValueError(f"training.eta={self.training.eta}: eta must be > 0 (the paper's code uses 1000, i.e. beta=0.001).")
+        if not 0 <= self.training.warmup_ratio < 1:
+            raise ValueError(f"training.warmup_ratio={self.training.warmup_ratio}: give a share of the steps in [0, 1).")
         if not self.prompts.path:
             raise ValueError("prompts.path is empty: set it to a Hub dataset id or a local prompt file.")
         if self.generation_backend not in ("transformers", "vllm"):

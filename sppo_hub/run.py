@@ -104,7 +104,7 @@ def split_prompts(prompts: list[str], iterations: int, split: bool, holdout: int
 
 
 def _sha(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
 def set_seed(seed: int) -> None:
@@ -342,7 +342,7 @@ class SPPORun:
         tc = self.config.training
         kwargs = dict(
             output_dir=str(output_dir), loss_type=tc.loss, eta=tc.eta, learning_rate=tc.learning_rate,
-            optim=tc.optim, lr_scheduler_type=tc.lr_scheduler_type, warmup_ratio=tc.warmup_ratio,
+            optim=tc.optim, lr_scheduler_type=tc.lr_scheduler_type, warmup_steps=float(tc.warmup_ratio),  # a float < 1 is a ratio
             num_train_epochs=tc.num_train_epochs, per_device_train_batch_size=tc.per_device_train_batch_size,
             gradient_accumulation_steps=tc.gradient_accumulation_steps, max_length=tc.max_length, bf16=tc.bf16,
             gradient_checkpointing=tc.gradient_checkpointing, seed=self.config.seed, data_seed=self.config.seed,
@@ -361,8 +361,6 @@ class SPPORun:
 
         pairs = load_iteration_datasets(data["path"])["pairs"]
         final = out / "model"
-        tmp = out / "model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
         args = SPPOConfig(**self.trainer_kwargs(out / "trainer"))
         lora = None
         if tc.use_lora:
@@ -371,14 +369,13 @@ class SPPORun:
             lora = LoraConfig(r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
                               target_modules=list(tc.lora_target_modules), task_type="CAUSAL_LM")
         set_seed(self.config.seed + t)
-        with timer.computing():
-            metrics = train_policy(policy, pairs, args, peft_config=lora, output_dir=tmp,
+        with timer.computing():  # train_policy saves to a temp folder and renames it: never half a checkpoint
+            metrics = train_policy(policy, pairs, args, peft_config=lora, output_dir=final,
                                    merge=self.config.publish.merge_lora)
         shutil.rmtree(out / "trainer", ignore_errors=True)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
         return {"path": str(final), "reference": policy, "seed": self.config.seed + t, "lora": tc.use_lora,
-                "metrics": {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))}}
+                "loss_history": [list(x) for x in metrics.get("loss_history", [])],
+                "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
 
     # -- publishing -----------------------------------------------------------------------
     def publisher(self):

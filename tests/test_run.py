@@ -65,7 +65,9 @@ def reference_run(tmp_path_factory, tiny_model_dir, local_hub):
 def _tree(api, repo_id: str, commit: str, repo_type: str = "model") -> dict[str, str]:
     """{path: blob/LFS oid} of a commit, minus files that legitimately differ between two runs."""
     files = api.list_repo_tree(repo_id, revision=commit, repo_type=repo_type, recursive=True)
-    skip = ("manifest.json", "README.md", "sppo_artifact.json", "run_manifest.json")
+    # run-specific text: timings (log_history, manifests), the run's own paths (training_args), cards naming repos
+    skip = ("manifest.json", "README.md", "sppo_artifact.json", "run_manifest.json", "log_history.json",
+            "training_args.bin")
     return {f.path: (f.lfs.sha256 if getattr(f, "lfs", None) else f.blob_id) for f in files
             if hasattr(f, "blob_id") and not f.path.endswith(skip)}
 
@@ -172,7 +174,7 @@ def test_cli_rejects_bad_input_before_any_work(tmp_path, tiny_model_dir, local_h
         (["iteratons=3"], "'iterations'"),
         (["iterations=0"], "iterations"),
         (["sampling.num_samples=1"], "sampling.num_samples"),
-        (["prompts.column=instruction"], "prompts.column"),
+        (["prompts.column=instruction"], "column 'instruction'"),
     ]
     for overrides, expected in cases:
         out = _cli([str(recipe), *overrides], env)
