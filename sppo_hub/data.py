@@ -57,6 +57,7 @@ TRIPLETS_FEATURES = Features({"prompt": MESSAGES, "response": MESSAGES, "win_rat
 KIND_COLUMNS = ("output_kind", "table_kind", "kind")  # where a judged dataset may record its kind
 DATASET_NAMES = ("table", "pairs", "triplets")
 INFO_FILE = "data_info.json"
+JUDGED_FILE = "judged.parquet"  # what `sppo-hub judge --out DIR` writes (sppo_hub.judges.stage)
 
 
 def _require_columns(ds: Dataset, columns: Sequence[str], what: str) -> None:
@@ -267,9 +268,14 @@ def load_judged_dataset(path: str | Path) -> Dataset:
                     raise ValueError(f"--judged: {path} holds splits {list(ds)}; pass one split's folder")
                 ds = next(iter(ds.values()))
             return ds
-        files = sorted(str(f) for f in path.rglob("*.parquet"))
+        if (path / JUDGED_FILE).is_file():  # a `sppo-hub judge --out` folder (shard chunks live below it)
+            return Dataset.from_parquet(str(path / JUDGED_FILE))
+        files = sorted(str(f) for f in path.glob("*.parquet"))
         if not files:
-            raise ValueError(f"--judged: {path} is neither a saved dataset nor a folder of .parquet files")
+            raise ValueError(
+                f"--judged: {path} has no {JUDGED_FILE}, saved dataset or .parquet files; "
+                "finish (or merge) the judge stage first"
+            )
         return Dataset.from_parquet(files)
     if path.suffix == ".parquet":
         return Dataset.from_parquet(str(path))

@@ -199,6 +199,15 @@ def test_build_data_cli(tmp_path, capsys):
     assert "output_kind" in capsys.readouterr().err
     assert main(["build-data", "--judged", str(tmp_path / "judged.jsonl"), "--out", str(out), "--kind", "logits"]) == 0
 
+    # a `sppo-hub judge --out` folder: judged.parquet (table_kind column) beside shard chunks, which are ignored
+    judge_out = tmp_path / "judge-out"
+    (judge_out / "shards").mkdir(parents=True)
+    tk = judged.rename_column("output_kind", "table_kind")
+    tk.to_parquet(str(judge_out / "judged.parquet"))
+    tk.select([0]).to_parquet(str(judge_out / "shards" / "chunk-0.parquet"))
+    assert main(["build-data", "--judged", str(judge_out), "--out", str(out)]) == 0
+    assert len(data.load_iteration_datasets(out)["table"]) == 2
+
     # missing prompt column -> exit 2, message names it; the previous output stays intact
     judged.remove_columns(["prompt"]).save_to_disk(str(tmp_path / "bad"))
     assert main(["build-data", "--judged", str(tmp_path / "bad"), "--out", str(out)]) == 2
