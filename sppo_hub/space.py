@@ -397,9 +397,6 @@ def check_model_exists(model: str, revision: str | None = None, endpoint: str | 
     """Fail with a clear message when `model` is not a Hub model repo (or the revision is missing)."""
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-    if Path(model).exists():
-        raise ValueError(f"--model: {model!r} is a local path; a Space loads models from the Hub. Publish it first "
-                         "(`sppo-hub hub publish-model`) and pass its repo id")
     try:
         _api(endpoint, token).model_info(model, revision=revision)
     except RevisionNotFoundError:
@@ -418,6 +415,9 @@ def plan_deploy(model: str, space: str | None = None, judge: str | None = None, 
     from huggingface_hub import SpaceHardware
     from huggingface_hub.utils import validate_repo_id
 
+    if model and Path(model).exists():
+        raise ValueError(f"--model: {model!r} is a local path; a Space loads models from the Hub. Publish it first "
+                         "(`sppo-hub hub publish-model`) and pass its repo id")
     if not model or "/" not in model:
         raise ValueError(f"--model: expected a Hub repo id like org/run-iter3, got {model!r}")
     validate_repo_id(model)

@@ -283,8 +283,11 @@ def test_deploy_to_the_local_hub(local_hub, tiny_model_dir, tmp_path, capsys, mo
     assert len(api.list_repo_commits(space, repo_type="space")) == 4
 
 
-def test_deploy_unknown_model_or_bad_input_is_a_clear_error(local_hub, capsys):
+def test_deploy_unknown_model_or_bad_input_is_a_clear_error(local_hub, tiny_model_dir, capsys):
     from sppo_hub.cli import main
+
+    assert main(["space", "deploy", "--model", str(tiny_model_dir), "--dry-run"]) == 2
+    assert "is a local path; a Space loads models from the Hub" in capsys.readouterr().err
 
     assert main(["space", "deploy", "--model", "sppo-org/does-not-exist-iter3", "--endpoint", local_hub.url]) == 2
     err = capsys.readouterr().err
