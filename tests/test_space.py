@@ -29,16 +29,23 @@ def prefer_varied(prompt: str, a: str, b: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def space_judge(request):
+def judge_spec(request) -> tuple[str, str]:
+    """(judge_type, judge) for SpaceConfig: the tiny PairRM-architecture ranker if its fixture exists."""
     try:
-        ranker_dir = request.getfixturevalue("tiny_pairrm_dir")
+        return "pairrm", str(request.getfixturevalue("tiny_pairrm_dir"))
     except pytest.FixtureLookupError:
-        from sppo_hub.judges.callable import CallableJudge
+        return "callable", f"{Path(__file__).resolve()}:prefer_varied"
 
-        return CallableJudge(prefer_varied, name="prefer_varied", show_progress=False)
+
+@pytest.fixture(scope="module")
+def space_judge(judge_spec):
+    """The same judge, loaded separately, to recompute the app's verdicts independently."""
     from sppo_hub.judges import JudgeConfig, load_judge
 
-    return load_judge(JudgeConfig(type="pairrm", model=str(ranker_dir), device="cpu"))
+    judge_type, judge = judge_spec
+    if judge_type == "callable":
+        return load_judge(JudgeConfig(type="callable", callable=judge, extra={"show_progress": False}))
+    return load_judge(JudgeConfig(type=judge_type, model=judge, device="cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +56,16 @@ def second_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def space_app(tiny_model_dir, second_model_dir, space_judge):
+def space_app(tiny_model_dir, second_model_dir, judge_spec):
     """The app, launched once for the module (queue of 1: concurrent users must wait their turn)."""
     from gradio_client import Client
 
     from sppo_hub.space import SpaceConfig, launch
 
-    config = SpaceConfig(model=str(tiny_model_dir), compare_models=[str(second_model_dir)], judge_type="callable",
-                         judge="unused:loaded_below", max_n=6, max_new_tokens=24, default_max_new_tokens=12,
+    config = SpaceConfig(model=str(tiny_model_dir), compare_models=[str(second_model_dir)], judge_type=judge_spec[0],
+                         judge=judge_spec[1], device="cpu", max_n=6, max_new_tokens=24, default_max_new_tokens=12,
                          max_input_chars=200, concurrency_limit=1)
-    demo = launch(config, judge=space_judge, prevent_thread_lock=True)
+    demo = launch(config, prevent_thread_lock=True)  # the app loads model and judge from the config itself
     try:
         yield demo, Client(demo.local_url, verbose=False), config
     finally:
@@ -135,7 +142,7 @@ def test_missing_model_is_reported_in_the_ui(tmp_path, space_judge):
 
     from sppo_hub.space import SpaceConfig, launch
 
-    config = SpaceConfig(model=str(tmp_path / "no-such-model"), judge_type="callable", judge="unused:x")
+    config = SpaceConfig(model=str(tmp_path / "no-such-model"), judge_type="callable", judge="unused:x_never_loaded")
     demo = launch(config, judge=space_judge, prevent_thread_lock=True)
     try:
         with pytest.raises(AppError, match="could not be loaded.*Set SPPO_MODEL"):
