@@ -248,11 +248,26 @@ def _build(cls, data: Any, prefix: str = ""):
             if cls is RunConfig and key == "model" and isinstance(value, str):
                 value = {"name_or_path": value}  # `model: smollm2-local` shorthand
             value = _build(hints[key], value, prefix + key + ".")
-        kwargs[key] = value
+        kwargs[key] = _coerce(value, hints[key], prefix + key)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
         raise ValueError(f"recipe section '{prefix.rstrip('.') or '<root>'}': {err}") from err
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """YAML 1.1 reads `1e-5` as a string: turn strings into the field's float/int type, naming the key on failure."""
+    if not isinstance(value, str):
+        if tp is float or float in typing.get_args(tp):
+            return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        return value
+    for target in (int, float):
+        if tp is target or (target in typing.get_args(tp) and str not in typing.get_args(tp)):
+            try:
+                return target(value)
+            except ValueError:
+                raise ValueError(f"recipe key '{key}'={value!r}: expected a {target.__name__}.") from None
+    return value
 
 
 def _set_dotted(data: dict, key: str, value: Any) -> None:

@@ -610,9 +610,9 @@ def run_from_config(config: RunConfig, resume: bool = False, hub_port: int = 0, 
             console.print(
                 f"results: repos {runner.namespace}/{config.repo_prefix}-iter<t> and -iter<t>-data in the local Hub "
                 f"stored in {data_dir}/ (served at {hub.url} during the run); serve it again with "
-                f"`sppo-hub hub serve --data-dir {data_dir}` (http://127.0.0.1:8765)"
+                f"`sppo-hub hub serve --data-dir {data_dir}` (http://127.0.0.1:8765)", soft_wrap=True
             )
-        console.print(f"output dir: {config.run_dir}")
+        console.print(f"output dir: {config.run_dir}", soft_wrap=True)
         return manifest
     finally:
         if switch is not None:

@@ -128,13 +128,14 @@ def stage_timings(manifest: RunManifest) -> dict[str, float]:
 
 
 def print_summary(manifest: RunManifest, iterations: int, console, endpoint: str | None = None) -> None:
-    """The end-of-run table: one row per iteration with repo links, win rates and stage timings."""
+    """The end-of-run table: one row per iteration with win rates and stage timings, then the repo links."""
     from rich.table import Table
 
     base_url = (endpoint or "https://huggingface.co").rstrip("/")
     table = Table(title=f"SPPO run {manifest.data['run_name']}: {iterations} iteration(s)")
-    for col in ("iter", "model", "data", "win vs prev", "win vs base", "gen s", "judge s", "train s", "publish s", "total s"):
-        table.add_column(col, overflow="fold")
+    for col in ("iter", "win vs prev", "win vs base", "chosen win", "gen s", "judge s", "train s", "publish s", "total s"):
+        table.add_column(col, justify="right")
+    links = []
     for t in range(1, iterations + 1):
         get = lambda name: (manifest.stage(t, name) or {})  # noqa: E731
         model = get("publish_model").get("artifacts", {})
@@ -143,14 +144,21 @@ def print_summary(manifest: RunManifest, iterations: int, console, endpoint: str
         secs = lambda *names: sum(get(n).get("seconds", 0.0) for n in names)  # noqa: E731
         fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else "-"  # noqa: E731
         table.add_row(
-            str(t),
-            f"{base_url}/{model['repo_id']}" if model.get("repo_id") else get("train").get("artifacts", {}).get("path", "-"),
-            f"{base_url}/datasets/{data['repo_id']}" if data.get("repo_id") else "-",
-            fmt(cmp.get("win_rate_vs_previous")),
-            fmt(cmp.get("win_rate_vs_base")),
+            str(t), fmt(cmp.get("win_rate_vs_previous")), fmt(cmp.get("win_rate_vs_base")),
+            fmt(get("data").get("artifacts", {}).get("mean_chosen_win_rate")),
             f"{secs('generate'):.1f}", f"{secs('judge'):.1f}", f"{secs('train'):.1f}",
             f"{secs('publish_data', 'publish_model'):.1f}",
             f"{sum(e.get('seconds', 0.0) for e in manifest.data['iterations'].get(str(t), {}).values()):.1f}",
         )
+        if model.get("repo_id"):
+            links.append(f"iteration {t} model: {base_url}/{model['repo_id']} (commit {model['commit'][:10]})")
+        elif get("train"):
+            links.append(f"iteration {t} model: {get('train')['artifacts']['path']} (not published)")
+        if data.get("repo_id"):
+            links.append(f"iteration {t} data:  {base_url}/datasets/{data['repo_id']} (commit {data['commit'][:10]})")
     console.print(table)
-    console.print(f"run folder: {manifest.path.parent}  (manifest: {manifest.path})")
+    console.print("win vs prev / base: mean judge P(pi_t beats pi_{t-1} / pi_0) on held-out prompts; "
+                  "chosen win: mean win rate of the chosen responses")
+    for line in links:
+        console.print(line, soft_wrap=True)
+    console.print(f"run folder: {manifest.path.parent}  (manifest: {manifest.path})", soft_wrap=True)

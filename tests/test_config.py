@@ -42,6 +42,10 @@ def test_overrides_are_typed_and_dotted(tmp_path):
     assert cfg.training.lora_target_modules == ["q_proj", "v_proj"]
     assert cfg.model.name_or_path == "some/model" and cfg.model.revision == "abc"
     assert parse_overrides(["a.b=0.5"]) == [("a.b", 0.5)]
+    cfg = load_recipe(_write(tmp_path, MINIMAL), ["training.learning_rate=1e-5"])  # YAML 1.1 reads this as a str
+    assert cfg.training.learning_rate == 1e-5
+    with pytest.raises(ValueError, match="training.learning_rate"):
+        load_recipe(_write(tmp_path, MINIMAL), ["training.learning_rate=fast"])
     with pytest.raises(ValueError, match="key=value"):
         parse_overrides(["sampling.num_samples"])
 
