@@ -50,6 +50,7 @@ def register(subparsers) -> None:
     lb.add_argument("--tasks", default="leaderboard", help="comma-separated lm-eval tasks/groups")
     lb.add_argument("--include-path", default=None, help="folder of custom lm-eval task YAMLs")
     lb.add_argument("--limit", type=float, default=None, help="examples per task (lm-eval limit)")
+    lb.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     lb.set_defaults(func=_leaderboard)
 
 
@@ -124,7 +125,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
     args.out = _out(args)
     scores = run_leaderboard(args.model, args.out, tasks=[t.strip() for t in args.tasks.split(",") if t.strip()],
-                             include_path=args.include_path, limit=args.limit)
+                             include_path=args.include_path, limit=args.limit, device=args.device)
     print(json.dumps(scores, indent=2))
     _publish(args, "leaderboard", scores)
     return 0

@@ -24,6 +24,10 @@ def run_leaderboard(model: str, out_dir: str | os.PathLike, tasks: list[str] | t
         raise ValueError("tasks: give at least one lm-eval task or group name (default: leaderboard)")
     if include_path is not None and not Path(include_path).is_dir():
         raise FileNotFoundError(f"include_path: {include_path} is not a folder of lm-eval task YAMLs")
+    if device is None:  # lm-eval's HF backend would default to cuda
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     manager = TaskManager(include_path=str(include_path) if include_path else None)
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:

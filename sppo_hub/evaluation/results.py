@@ -124,33 +124,39 @@ def evaluate_iteration(model_repo_or_path: str, eval_config: EvalConfig | dict, 
     return results
 
 
-def eval_results_for(results: dict) -> list:
-    """huggingface_hub `EvalResult`s for the model-index from evaluate_iteration's results."""
+def eval_results_for(results: dict, source_url: str | None = None) -> list:
+    """huggingface_hub `EvalResult`s for the model-index from evaluate_iteration's results.
+
+    `source_url` (where the raw files live) names the source; huggingface_hub needs both or neither.
+    """
     from huggingface_hub import EvalResult
 
     items = []
     src = "sppo-hub eval"
+
+    def result(source_name: str, **kwargs):
+        if source_url:
+            kwargs.update(source_name=source_name, source_url=source_url)
+        return EvalResult(task_type="text-generation", **kwargs)
+
     if results.get("alpaca_eval"):
         m = results["alpaca_eval"]
-        official = m.get("official_annotator", False)
-        source = src if official else f"{src} (LOCAL ESTIMATE, not the official AlpacaEval annotator)"
+        unofficial = "" if m.get("official_annotator", False) else " (LOCAL ESTIMATE, not the official annotator)"
         for key, label in (("win_rate", "win rate"), ("length_controlled_winrate", "length-controlled win rate")):
             if m.get(key) is not None:
-                items.append(EvalResult(task_type="text-generation", dataset_type="tatsu-lab/alpaca_eval",
-                                        dataset_name="AlpacaEval 2.0", metric_type=key, metric_value=round(m[key], 4),
-                                        metric_name=f"{label} vs gpt4_1106_preview", source_name=source))
+                items.append(result(src + unofficial, dataset_type="tatsu-lab/alpaca_eval",
+                                    dataset_name="AlpacaEval 2.0", metric_type=key, metric_value=round(m[key], 4),
+                                    metric_name=f"{label} vs gpt4_1106_preview{unofficial}"))
     if results.get("mt_bench") and results["mt_bench"].get("overall") is not None:
         mt = results["mt_bench"]
-        items.append(EvalResult(task_type="text-generation", dataset_type="lmsys/mt-bench", dataset_name="MT-Bench",
-                                metric_type="mt_bench_score", metric_value=round(mt["overall"], 4),
-                                metric_name=f"MT-Bench score (judge {mt['judge']})", source_name=src))
+        items.append(result(src, dataset_type="lmsys/mt-bench", dataset_name="MT-Bench", metric_type="mt_bench_score",
+                            metric_value=round(mt["overall"], 4), metric_name=f"MT-Bench score (judge {mt['judge']})"))
     for task, metrics in (results.get("leaderboard") or {}).items():
         for metric, value in metrics.items():
             if "stderr" in metric:
                 continue
-            items.append(EvalResult(task_type="text-generation", dataset_type=task, dataset_name=task,
-                                    metric_type=metric.split(",")[0], metric_value=round(float(value), 6),
-                                    metric_name=metric, source_name=f"{src} (lm-eval)"))
+            items.append(result(f"{src} (lm-eval)", dataset_type=task, dataset_name=task,
+                                metric_type=metric.split(",")[0], metric_value=round(float(value), 6), metric_name=metric))
     return items
 
 
@@ -170,11 +176,11 @@ def publish_results(repo_id: str, results: dict, out_dir: str | os.PathLike, rev
             else ModelCard.from_template(ModelCardData())
     except EntryNotFoundError:
         card = ModelCard.from_template(ModelCardData())
-    new = eval_results_for(results)
+    folder = RESULTS_DIR_IN_REPO + (f"/iter{results['iteration']}" if results.get("iteration") is not None else "")
+    new = eval_results_for(results, source_url=f"{api.endpoint}/{repo_id}/tree/{revision or 'main'}/{folder}")
     kept = [r for r in (card.data.eval_results or []) if _key(r) not in {_key(n) for n in new}]
     card.data.eval_results = kept + new
     card.data.model_name = card.data.model_name or repo_id.split("/")[-1]
-    folder = RESULTS_DIR_IN_REPO + (f"/iter{results['iteration']}" if results.get("iteration") is not None else "")
     ops = [CommitOperationAdd("README.md", str(card).encode("utf-8"))]
     for path in sorted(Path(out_dir).rglob("*")):
         if path.is_file() and not path.name.endswith(".tmp"):
