@@ -127,7 +127,9 @@ class EvaluationConfig:
     )
     hooks: list[dict[str, Any]] = field(
         default_factory=list,
-        metadata={"help": "Evaluation hooks: [{name: <registered name or module:function>, args: {...}}]."},
+        metadata={"help": "Evaluation hooks run after each iteration: [{name: benchmarks, args: {<EvalConfig fields>}}] "
+                          "(AlpacaEval / MT-Bench / lm-eval via sppo_hub.evaluation), or name: 'module:function' / "
+                          "'file.py:function' taking (IterationContext, **args) and returning a dict."},
     )
 
 

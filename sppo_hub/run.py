@@ -61,22 +61,36 @@ def register_eval_hook(name: str) -> Callable[[EvalHook], EvalHook]:
 
 
 def resolve_eval_hook(name: str) -> EvalHook:
-    """A registered hook name, or 'package.module:function'."""
+    """A registered hook name, 'package.module:function', or 'path/to/file.py:function'."""
     if ":" in name:
-        module, _, attr = name.partition(":")
+        module, _, attr = name.rpartition(":")
         try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as err:
-            raise ValueError(f"evaluation.hooks name={name!r} cannot be imported ({err}); use 'module:function'.") from err
+            if module.endswith(".py"):
+                import importlib.util
+
+                spec = importlib.util.spec_from_file_location(f"_sppo_hub_hook_{Path(module).stem}", module)
+                mod = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(mod)
+            else:
+                mod = importlib.import_module(module)
+            return getattr(mod, attr)
+        except (ImportError, AttributeError, FileNotFoundError) as err:
+            raise ValueError(f"evaluation.hooks name={name!r} cannot be loaded ({err}); use 'module:function'.") from err
     if name not in EVAL_HOOKS:
-        try:  # the evaluation package registers its hooks on import
-            importlib.import_module("sppo_hub.evaluation")
-        except ImportError:
-            pass
-    if name not in EVAL_HOOKS:
-        known = ", ".join(sorted(EVAL_HOOKS)) or "none registered"
+        known = ", ".join(sorted(EVAL_HOOKS))
         raise ValueError(f"evaluation.hooks name={name!r} is not a registered hook ({known}); or use 'module:function'.")
     return EVAL_HOOKS[name]
+
+
+@register_eval_hook("benchmarks")
+def benchmarks_hook(context: IterationContext, **eval_config) -> dict:
+    """AlpacaEval / MT-Bench / lm-eval on pi_t via `sppo_hub.evaluation` (args: `EvalConfig` fields);
+    results go into pi_t's model card when it was published."""
+    from .evaluation import EvalConfig, evaluate_iteration
+
+    config = EvalConfig(**{"out_dir": str(context.run_dir / "eval"), **eval_config})
+    return evaluate_iteration(context.model_path, config, publish=context.model_repo or False,
+                              iteration=context.iteration)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -600,6 +614,8 @@ def run_from_config(config: RunConfig, resume: bool = False, hub_port: int = 0, 
 
             switch = use_endpoint(endpoint)
         user = check_endpoint(endpoint) if config.publish.enabled else None
+        for hook in config.evaluation.hooks:  # a misspelt hook fails now, not after the first iteration
+            resolve_eval_hook(hook["name"])
         # The prompt source and column are checked before anything is written or loaded.
         done = resume and (config.run_dir / "manifest.json").exists() and \
             RunManifest.load(config.run_dir).stage(0, "prompts") is not None

@@ -84,7 +84,7 @@ class RunManifest:
         atomic_write_text(self.path, self.to_json())
 
     def to_json(self) -> str:
-        return json.dumps(self.data, indent=2, sort_keys=False) + "\n"
+        return json.dumps(self.data, indent=2, sort_keys=False, default=str) + "\n"
 
     def stage(self, iteration: int, name: str) -> dict[str, Any] | None:
         """The recorded record of a finished stage, or None."""

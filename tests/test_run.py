@@ -28,6 +28,12 @@ def prefer_longer(prompt: str, a: str, b: str) -> float:
     return 1.0 / (1.0 + math.exp(-(len(a) - len(b)) / 4.0))
 
 
+def record_hook(context, tag: str) -> dict:
+    """An evaluation hook for tests: reports what the loop hands to hooks."""
+    return {"tag": tag, "iteration": context.iteration, "repo": context.model_repo, "revision": context.model_revision,
+            "has_weights": (Path(context.model_path) / "model.safetensors").is_file()}
+
+
 def _recipe(tmp_path: Path, model_dir: Path, name: str, endpoint: str) -> Path:
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"text": p}) + "\n" for p in PROMPTS))
@@ -41,7 +47,8 @@ def _recipe(tmp_path: Path, model_dir: Path, name: str, endpoint: str) -> Path:
         "training": {"loss": "sppo", "eta": 10.0, "learning_rate": 1e-3, "optim": "adamw_torch",
                      "per_device_train_batch_size": 4, "max_length": 64, "warmup_ratio": 0.0},
         "publish": {"org": "sppo-user", "endpoint": endpoint},
-        "evaluation": {"compare_prompts": 2},
+        "evaluation": {"compare_prompts": 2,
+                       "hooks": [{"name": f"{Path(__file__).resolve()}:record_hook", "args": {"tag": "x"}}]},
         "output_dir": str(tmp_path / name),
     }
     path = tmp_path / f"{name}.yaml"
@@ -76,7 +83,7 @@ def test_two_iterations_publish_and_chain_through_the_hub(reference_run, local_h
     config, manifest = reference_run
     api = local_hub.api
     for t in (1, 2):
-        for stage in ("generate", "judge", "data", "publish_data", "train", "publish_model", "compare"):
+        for stage in ("generate", "judge", "data", "publish_data", "train", "publish_model", "compare", "evaluate"):
             assert manifest.stage(t, stage) is not None, (t, stage)
         model = manifest.stage(t, "publish_model")["artifacts"]
         assert model["repo_id"] == f"sppo-user/tiny-ref-iter{t}"
@@ -95,6 +102,9 @@ def test_two_iterations_publish_and_chain_through_the_hub(reference_run, local_h
     assert commit1 in manifest.stage(2, "generate")["artifacts"]["policy"]
     assert manifest.stage(2, "train")["artifacts"]["reference"] == manifest.stage(2, "generate")["artifacts"]["policy"]
     assert manifest.data["finished"]
+    hook = manifest.stage(2, "evaluate")["artifacts"]["results"][f"{Path(__file__).resolve()}:record_hook"]
+    assert hook == {"tag": "x", "iteration": 2, "repo": "sppo-user/tiny-ref-iter2", "has_weights": True,
+                    "revision": manifest.stage(2, "publish_model")["artifacts"]["commit"]}
     for t in (1, 2):
         cmp = manifest.stage(t, "compare")["artifacts"]
         assert 0.0 <= cmp["win_rate_vs_base"] <= 1.0 and 0.0 <= cmp["win_rate_vs_previous"] <= 1.0
