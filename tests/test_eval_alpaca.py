@@ -95,7 +95,8 @@ def test_rescore_annotations_cli(alpaca_dir, tmp_path, capsys):
     n_wins, n_base, n_draws = int(row["n_wins"]), int(row["n_wins_base"]), int(row["n_draws"])
     prefs = [2.0] * n_wins + [1.0] * n_base + [1.5] * n_draws
     annotations = [{"instruction": r["instruction"], "output_1": r["output"], "generator_1": r["generator"],
-                    "output_2": o["output"], "generator_2": o["generator"], "annotator": "weighted_alpaca_eval_gpt4_turbo",
+                    "output_2": o["output"], "generator_2": o["generator"],
+                    "annotator": "weighted_alpaca_eval_gpt4_turbo",
                     "preference": p} for r, o, p in zip(reference, outputs, prefs)]
     path = tmp_path / "annotations.json"
     path.write_text(json.dumps(annotations))
@@ -154,3 +155,16 @@ def test_bad_outputs_are_reported(alpaca_dir, tmp_path):
     assert not (tmp_path / "o" / "model_outputs.json").exists()
     with pytest.raises(ValueError, match="preference"):
         score_annotations([{"output_2": "x"}])
+
+
+def test_cli_generate_and_local_judge(tiny_model_dir, alpaca_dir, tmp_path, capsys):
+    """`sppo-hub eval alpaca-eval --model M --local-judge llm`: generation (greedy) + local estimate."""
+    code = main(["eval", "alpaca-eval", "--model", str(tiny_model_dir), "--local-judge", "llm",
+                 "--judge-model", str(tiny_model_dir), "--max-instances", "2", "--max-new-tokens", "8",
+                 "--reference", str(alpaca_dir / "gpt4_1106_preview_reference_outputs.json"),
+                 "--no-length-controlled", "--iteration", "2", "--out", str(tmp_path)])
+    assert code == 0
+    metrics = json.loads((tmp_path / "iter2" / "metrics.json").read_text())
+    assert metrics["n_total"] == 2 and metrics["official_annotator"] is False
+    assert metrics["generator"] == tiny_model_dir.name
+    assert '"official_annotator": false' in capsys.readouterr().out

@@ -67,7 +67,8 @@ def test_end_to_end_tiny_policy_local_judge(tiny_model_dir, mt_bench_dir, tmp_pa
 
 def _answers(questions, path):
     rows = [{"question_id": q["question_id"], "model_id": "given-model",
-             "choices": [{"index": 0, "turns": [f"answer one to {q['question_id']}", "answer two"]}]} for q in questions]
+             "choices": [{"index": 0, "turns": [f"answer one to {q['question_id']}", "answer two"]}]}
+            for q in questions]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 

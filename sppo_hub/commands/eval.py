@@ -87,7 +87,8 @@ def _alpaca(args: argparse.Namespace) -> int:
                               annotations_file=args.annotations, judge=judge, annotator=args.annotator,
                               base_url=args.base_url, judge_model=args.judge_model if not judge else None,
                               max_instances=args.max_instances, backend=args.backend,
-                              sampling=SamplingConfig(num_samples=1, temperature=0.0, max_new_tokens=args.max_new_tokens),
+                              sampling=SamplingConfig(num_samples=1, temperature=0.0,
+                                                      max_new_tokens=args.max_new_tokens),
                               length_controlled=not args.no_length_controlled)
     print(json.dumps(metrics, indent=2))
     _publish(args, "alpaca_eval", metrics)

@@ -145,7 +145,8 @@ def annotate_with_judge(outputs: list[dict], reference: list[dict], judge) -> li
     for ref, out, table in zip(reference, outputs, tables):
         p = pairwise_probabilities(table, kind=judge.output_kind)
         annotations.append({
-            "instruction": ref["instruction"], "output_1": ref["output"], "generator_1": ref.get("generator", "baseline"),
+            "instruction": ref["instruction"], "output_1": ref["output"],
+            "generator_1": ref.get("generator", "baseline"),
             "output_2": out["output"], "generator_2": out["generator"], "dataset": ref.get("dataset", "alpaca_eval"),
             "annotator": name, "preference": 1.0 + float(p[1, 0]),
         })

@@ -35,7 +35,8 @@ def run_leaderboard(model: str, out_dir: str | os.PathLike, tasks: list[str] | t
     results = simple_evaluate(model="hf", model_args={"pretrained": str(model), "dtype": dtype}, tasks=list(tasks),
                               limit=limit, batch_size=batch_size, device=device, num_fewshot=num_fewshot,
                               apply_chat_template=apply_chat_template, task_manager=manager, log_samples=False)
-    scores = {task: {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k not in ("alias", "sample_len")}
+    skip = ("alias", "sample_len")
+    scores = {task: {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k not in skip}
               for task, metrics in results["results"].items()}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

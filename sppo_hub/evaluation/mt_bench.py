@@ -107,8 +107,8 @@ def generate_answers(model: str, questions: list[dict], max_new_tokens: int = 10
                 if turn == 0:
                     conv.append({"role": "user", "content": q["turns"][1]})
     name = model_id or Path(str(model)).name
-    return [{"question_id": q["question_id"], "model_id": name, "choices": [{"index": 0, "turns": answers[q["question_id"]]}],
-             "tstamp": time.time()} for q in questions]
+    return [{"question_id": q["question_id"], "model_id": name,
+             "choices": [{"index": 0, "turns": answers[q["question_id"]]}], "tstamp": time.time()} for q in questions]
 
 
 def judge_messages(question: dict, answer: dict, turn: int, prompts: dict[str, dict], ref: dict | None) -> list[dict]:
@@ -167,8 +167,8 @@ def local_chat(model: str, max_new_tokens: int = 256, **backend_kwargs) -> ChatF
     """A local chat model as judge (greedy), through our generation module."""
     from ..generation import SamplingConfig, make_generator
 
-    generator = make_generator(str(model), SamplingConfig(num_samples=1, temperature=0.0, max_new_tokens=max_new_tokens),
-                               **backend_kwargs)
+    sampling = SamplingConfig(num_samples=1, temperature=0.0, max_new_tokens=max_new_tokens)
+    generator = make_generator(str(model), sampling, **backend_kwargs)
     return lambda messages: generator.generate([messages])[0][0]
 
 

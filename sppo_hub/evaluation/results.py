@@ -156,7 +156,8 @@ def eval_results_for(results: dict, source_url: str | None = None) -> list:
             if "stderr" in metric:
                 continue
             items.append(result(f"{src} (lm-eval)", dataset_type=task, dataset_name=task,
-                                metric_type=metric.split(",")[0], metric_value=round(float(value), 6), metric_name=metric))
+                                metric_type=metric.split(",")[0], metric_value=round(float(value), 6),
+                                metric_name=metric))
     return items
 
 
