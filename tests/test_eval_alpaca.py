@@ -52,6 +52,7 @@ def test_end_to_end_tiny_policy_local_judge(tiny_model_dir, alpaca_dir, tmp_path
     assert {o["generator"] for o in outputs} == {"tiny-policy"}
     annotations = json.loads((tmp_path / "annotations.json").read_text())
     assert all(1.0 <= a["preference"] <= 2.0 for a in annotations)
+    assert [a["index"] for a in annotations] == list(range(5))  # what alpaca_eval's LC GLM keys on
     assert all(a["annotator"].startswith(LOCAL_ANNOTATOR_PREFIX) for a in annotations)
     assert metrics["official_annotator"] is False and metrics["n_total"] == 5
     expected_wr = 100 * sum(a["preference"] - 1 for a in annotations) / 5
@@ -80,6 +81,7 @@ def test_alpaca_eval_annotator_through_openai_compatible_endpoint(judge_endpoint
     # The endpoint always puts 0.7 on "m" (= the first-shown output); alpaca_eval randomises the order,
     # so each preference is 1 + 0.3 or 1 + 0.7 depending on the swap it chose.
     assert {round(a["preference"], 6) for a in annotations} <= {1.3, 1.7}
+    assert sorted(a["index"] for a in annotations) == [0, 1, 2]
     assert metrics["n_total"] == 3 and metrics["official_annotator"] is True
     assert metrics["generator"] == "SPPO-Mistral7B-PairRM"
 

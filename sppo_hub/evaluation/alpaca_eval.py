@@ -142,9 +142,9 @@ def annotate_with_judge(outputs: list[dict], reference: list[dict], judge) -> li
                                    [[ref["output"], out["output"]] for ref, out in zip(reference, outputs)])
     name = f"{LOCAL_ANNOTATOR_PREFIX}: {getattr(judge, 'name', type(judge).__name__)}"
     annotations = []
-    for ref, out, table in zip(reference, outputs, tables):
+    for index, (ref, out, table) in enumerate(zip(reference, outputs, tables)):
         p = pairwise_probabilities(table, kind=judge.output_kind)
-        annotations.append({
+        annotations.append({"index": index,  # position in the eval set: alpaca_eval's LC GLM keys on it
             "instruction": ref["instruction"], "output_1": ref["output"],
             "generator_1": ref.get("generator", "baseline"),
             "output_2": out["output"], "generator_2": out["generator"], "dataset": ref.get("dataset", "alpaca_eval"),
@@ -221,7 +221,10 @@ def score_annotations(annotations: list[dict], length_controlled: bool = True) -
     annotators = sorted(df["annotator"].astype(str).unique()) if "annotator" in df else []
     metrics["annotator"] = annotators[0] if len(annotators) == 1 else annotators
     metrics["official_annotator"] = not any(a.startswith("LOCAL-ESTIMATE") for a in annotators)
-    if length_controlled:
+    if length_controlled and "index" not in df:
+        metrics["length_controlled_note"] = ("length-controlled win rate not computed: the annotations lack the "
+                                             "'index' field (position in the 805-instruction eval set)")
+    elif length_controlled:
         try:
             from alpaca_eval.metrics.glm_winrate import get_length_controlled_winrate
 
@@ -289,6 +292,9 @@ def run_alpaca_eval(out_dir: str | os.PathLike, model: str | None = None, output
             annotations = annotate_with_judge(outputs, reference, judge)
         else:
             annotations = annotate_with_alpaca_eval(outputs, reference, config, out / "alpaca_eval")
+            positions = {r["instruction"]: i for i, r in enumerate(reference)}
+            for a in annotations:
+                a.setdefault("index", positions[a["instruction"]])
         write_json(out / "annotations.json", annotations)
     metrics = score_annotations(annotations, length_controlled=length_controlled)
     name = generator_name or str(annotations[0].get("generator_2", "model"))
