@@ -1,0 +1,272 @@
+"""PairRM (llm-blender/PairRM) natively on transformers 5.
+
+PairRM reads one prompt and two responses as a single DeBERTa-v2 sequence
+``[CLS] <|source|> x [SEP] [CLS] <|candidate1|> a [SEP] [CLS] <|candidate2|> b [SEP]`` and scores
+the hidden states of the three prefix tokens with a small head; its logit that ``a`` beats ``b`` is
+``head(s, a) - head(s, b)``. llm-blender itself no longer imports on transformers 5 and TRL dropped
+its PairRM judge, so the model and its input construction are rewritten here (hand-written because
+no library ships them); the parameter names match the published checkpoint so its state dict loads
+unchanged, and `tests/test_pairrm.py` checks parity against llm-blender's own classes.
+
+Speed: every (prompt, i, j) presentation of a call, both orders, across all prompts, goes into one
+list sorted by length and cut into batches of `batch_size`, so padding is minimal; inference runs
+under `torch.inference_mode`, in bf16 on GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import PairwiseJudge, resolve_device_and_dtype, validate_judge_inputs
+
+logger = logging.getLogger(__name__)
+
+SOURCE_PREFIX = "<|source|>"
+CAND1_PREFIX = "<|candidate1|>"
+CAND2_PREFIX = "<|candidate2|>"
+CAND_PREFIX = "<|candidate|>"
+PAIRRM_SPECIAL_TOKENS = [SOURCE_PREFIX, CAND1_PREFIX, CAND2_PREFIX, CAND_PREFIX]
+
+# microsoft/deberta-v3-large, the backbone named by llm-blender/PairRM's config.json. The published
+# repo holds no backbone config, so it is written out here (vocab size is read from the weights).
+DEBERTA_V3_LARGE = dict(
+    hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+    hidden_act="gelu", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+    max_position_embeddings=512, type_vocab_size=0, initializer_range=0.02, layer_norm_eps=1e-7,
+    relative_attention=True, max_relative_positions=-1, position_buckets=256, norm_rel_ebd="layer_norm",
+    share_att_key=True, pos_att_type=["p2c", "c2p"], position_biased_input=False, pad_token_id=0,
+    vocab_size=128100,
+)
+WEIGHT_FILES = ("pytorch_model.bin", "model.safetensors")
+
+
+class PairRMModel(nn.Module):
+    """DeBERTa-v2 encoder + PairRM's pairwise head (same parameter names as the published weights)."""
+
+    def __init__(self, backbone_config, n_tasks: int = 1, drop_out: float = 0.05):
+        super().__init__()
+        from transformers import DebertaV2Model
+
+        self.config = backbone_config
+        self.pretrained_model = DebertaV2Model(backbone_config)
+        hidden = backbone_config.hidden_size
+        # Indices 1 and 4 are the published `head_layer.1.*` / `head_layer.4.*` linear layers.
+        self.head_layer = nn.Sequential(
+            nn.Dropout(drop_out), nn.Linear(2 * hidden, hidden), nn.Tanh(), nn.Dropout(drop_out),
+            nn.Linear(hidden, n_tasks),
+        )
+
+    def forward(self, input_ids, attention_mask, source_pos, cand1_pos, cand2_pos) -> torch.Tensor:
+        """Logit that candidate 1 beats candidate 2, shape (B,); `*_pos` index each row's prefix token."""
+        hidden = self.pretrained_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        src, c1, c2 = hidden[rows, source_pos], hidden[rows, cand1_pos], hidden[rows, cand2_pos]
+        left = self.head_layer(torch.cat([src, c1], dim=-1))
+        right = self.head_layer(torch.cat([src, c2], dim=-1))
+        return (left - right).mean(dim=-1)
+
+
+def _resolve_dir(model: str, revision: str | None) -> Path:
+    path = Path(model)
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(model, revision=revision))
+
+
+def _backbone_config(model_dir: Path, ranker_cfg: dict, vocab_size: int | None):
+    from transformers import DebertaV2Config
+
+    name = ranker_cfg.get("model_name") or "microsoft/deberta-v3-large"
+    local = model_dir / name
+    if (local / "config.json").is_file():
+        config = DebertaV2Config.from_pretrained(local)
+    elif name.rstrip("/").endswith("deberta-v3-large"):
+        config = DebertaV2Config(**DEBERTA_V3_LARGE)
+    else:
+        raise ValueError(
+            f"model: PairRM backbone {name!r} is not a folder inside {model_dir} and not deberta-v3-large; "
+            "save its DebertaV2Config under that folder name"
+        )
+    if vocab_size is not None:
+        config.vocab_size = vocab_size
+    return config
+
+
+def _load_state_dict(model_dir: Path) -> dict:
+    if (model_dir / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        return load_file(model_dir / "model.safetensors")
+    if (model_dir / "pytorch_model.bin").is_file():
+        return torch.load(model_dir / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    raise ValueError(f"model: no PairRM weights ({' or '.join(WEIGHT_FILES)}) in {model_dir}")
+
+
+def load_pairrm(model: str, revision: str | None = None):
+    """(PairRMModel, tokenizer, ranker config dict) from a local folder or a Hub repo id."""
+    from transformers import AutoTokenizer
+
+    model_dir = _resolve_dir(model, revision)
+    cfg_file = model_dir / "config.json"
+    if not cfg_file.is_file():
+        raise ValueError(f"model: {model_dir} has no config.json; point to a PairRM folder or repo id")
+    ranker_cfg = json.loads(cfg_file.read_text())
+    state = _load_state_dict(model_dir)
+    emb = state.get("pretrained_model.embeddings.word_embeddings.weight")
+    config = _backbone_config(model_dir, ranker_cfg, None if emb is None else emb.shape[0])
+    net = PairRMModel(config, n_tasks=int(ranker_cfg.get("n_tasks", 1)), drop_out=float(ranker_cfg.get("drop_out", 0.05)))
+    result = net.load_state_dict(state, strict=False)
+    unexpected = [k for k in result.unexpected_keys if not k.endswith("position_ids")]
+    if result.missing_keys or unexpected:
+        raise ValueError(
+            f"model: {model_dir} is not a PairRM checkpoint (missing {result.missing_keys[:5]}, "
+            f"unexpected {unexpected[:5]})"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    missing = [t for t in PAIRRM_SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_tokens(missing)
+    return net.eval(), tokenizer, ranker_cfg
+
+
+class PairRMJudge(PairwiseJudge):
+    """Pairwise judge running PairRM; `table[i, j]` is PairRM's logit that i (shown first) beats j."""
+
+    output_kind = "logits"
+    name = "PairRM"
+
+    def __init__(
+        self,
+        model: str = "llm-blender/PairRM",
+        revision: str | None = None,
+        batch_size: int = 16,
+        max_length: int | None = None,
+        device: str | None = None,
+        dtype: str = "auto",
+        source_max_length: int | None = None,
+        candidate_max_length: int | None = None,
+        show_progress: bool = True,
+    ):
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+        self.device, self.dtype = resolve_device_and_dtype(device, dtype)
+        self.model, self.tokenizer, cfg = load_pairrm(model, revision)
+        self.model.to(device=self.device, dtype=self.dtype)
+        self.name = f"PairRM ({model})"
+        self.batch_size = int(batch_size)
+        self.show_progress = show_progress
+        self.source_max_length = int(source_max_length or cfg.get("source_maxlength") or 1224)
+        self.candidate_max_length = int(candidate_max_length or cfg.get("candidate_maxlength") or 412)
+        if max_length is not None:  # one total budget, split like PairRM's source:candidate ratio
+            total = self.source_max_length + 2 * self.candidate_max_length
+            if max_length < total:
+                self.source_max_length = max(4, max_length * self.source_max_length // total)
+                self.candidate_max_length = max(4, (max_length - self.source_max_length) // 2)
+        tok = self.tokenizer
+        self.sep_token = tok.sep_token or tok.eos_token
+        self.sep_id = tok.convert_tokens_to_ids(self.sep_token)
+        self.source_id = tok.convert_tokens_to_ids(SOURCE_PREFIX)
+        self.cand_id = tok.convert_tokens_to_ids(CAND_PREFIX)
+        self.cand1_id = tok.convert_tokens_to_ids(CAND1_PREFIX)
+        self.cand2_id = tok.convert_tokens_to_ids(CAND2_PREFIX)
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+        self._warned_truncation = False
+
+    @classmethod
+    def from_pretrained(cls, model: str = "llm-blender/PairRM", **kwargs) -> "PairRMJudge":
+        """Load from a Hub repo id (snapshot_download) or a local folder in PairRM's published layout."""
+        return cls(model=model, **kwargs)
+
+    # -- input construction (PairRM's format and truncation) --
+    def _encode(self, texts: list[str], prefix: str) -> list[list[int]]:
+        texts = [prefix + t.replace(self.sep_token, " ") for t in texts]
+        return self.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+
+    def _truncate(self, ids: list[int], limit: int) -> list[int]:
+        # Same result as the tokenizer's truncation: keep the head, end with [SEP].
+        if len(ids) <= limit:
+            return ids
+        if not self._warned_truncation:
+            self._warned_truncation = True
+            warnings.warn(
+                f"PairRM input truncated (source limit {self.source_max_length} tokens, candidate limit "
+                f"{self.candidate_max_length} + unused source room / 2), as llm-blender's PairRM does; "
+                "pass source_max_length / candidate_max_length to change it",
+                stacklevel=3,
+            )
+        return ids[: limit - 1] + [self.sep_id]
+
+    def build_inputs(self, prompt: str, responses: list[str]) -> tuple[list[int], list[list[int]]]:
+        """(source ids, per-response candidate ids with the <|candidate|> prefix), truncated like PairRM."""
+        source = self._truncate(self._encode([prompt], SOURCE_PREFIX)[0], self.source_max_length)
+        limit = self.candidate_max_length + (self.source_max_length - len(source)) // 2
+        cands = [self._truncate(ids, limit) for ids in self._encode(responses, CAND_PREFIX)]
+        return source, cands
+
+    def pair_ids(self, source: list[int], cand_a: list[int], cand_b: list[int]) -> list[int]:
+        """One presentation's token ids: source, then a as candidate 1, then b as candidate 2."""
+        first = [self.cand1_id if t == self.cand_id else t for t in cand_a]
+        second = [self.cand2_id if t == self.cand_id else t for t in cand_b]
+        return source + first + second
+
+    def _item(self, source: list[int], cand_a: list[int], cand_b: list[int]) -> tuple:
+        """(ids, source prefix position, candidate 1 prefix position, candidate 2 prefix position)."""
+        c1 = len(source) + cand_a.index(self.cand_id)
+        c2 = len(source) + len(cand_a) + cand_b.index(self.cand_id)
+        return self.pair_ids(source, cand_a, cand_b), source.index(self.source_id), c1, c2
+
+    # -- scoring --
+    @torch.inference_mode()
+    def score_pairs(self, items: list[tuple[list[int], int, int]]) -> np.ndarray:
+        """Logits for `_item` tuples (ids, source / cand1 / cand2 prefix positions), batched by sorted length."""
+        from tqdm.auto import tqdm
+
+        out = np.zeros(len(items), dtype=np.float64)
+        order = sorted(range(len(items)), key=lambda k: len(items[k][0]), reverse=True)
+        batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        for batch in tqdm(batches, desc="PairRM", unit="batch", disable=not self.show_progress or len(batches) < 2):
+            width = max(len(items[k][0]) for k in batch)
+            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, k in enumerate(batch):
+                seq = items[k][0]
+                ids[row, : len(seq)] = torch.tensor(seq)
+                mask[row, : len(seq)] = 1
+            pos = torch.tensor([items[k][1:] for k in batch], dtype=torch.long)
+            logits = self.model(
+                ids.to(self.device), mask.to(self.device),
+                pos[:, 0].to(self.device), pos[:, 1].to(self.device), pos[:, 2].to(self.device),
+            )
+            out[batch] = logits.float().cpu().numpy()
+        return out
+
+    def pairwise_tables(self, prompts: list[str], responses: list[list[str]]) -> list[np.ndarray]:
+        """K x K logit tables, both presentation orders, all prompts' pairs batched together."""
+        validate_judge_inputs(prompts, responses)
+        items, where = [], []
+        for p, (prompt, cands) in enumerate(zip(prompts, responses)):
+            source, cand_ids = self.build_inputs(prompt, list(cands))
+            for i in range(len(cands)):
+                for j in range(len(cands)):
+                    if i != j:
+                        items.append(self._item(source, cand_ids[i], cand_ids[j]))
+                        where.append((p, i, j))
+        logits = self.score_pairs(items)
+        tables = [np.full((len(c), len(c)), self.diagonal_value, dtype=np.float64) for c in responses]
+        for (p, i, j), value in zip(where, logits):
+            tables[p][i, j] = value
+        return tables
+
+    def compare(self, prompt: str, response_a: str, response_b: str) -> float:
+        """PairRM's logit that `response_a`, shown first, beats `response_b` (one pair, one order)."""
+        source, (a, b) = self.build_inputs(prompt, [response_a, response_b])
+        return float(self.score_pairs([self._item(source, a, b)])[0])
