@@ -15,6 +15,15 @@ def test_eval_config_rejects_unknown_benchmark():
         EvalConfig(benchmarks=["arena"])
 
 
+def test_missing_judge_key_fails_before_generation(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEYS", raising=False)
+    config = EvalConfig(benchmarks=["alpaca_eval", "mt_bench"], out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="OPENAI_API_KEY"):
+        evaluate_iteration(str(tmp_path / "no-model-needed-yet"), config)
+    assert not any(tmp_path.iterdir())
+
+
 def test_evaluate_iteration_publishes_to_model_card(local_hub, tiny_model_dir, shared_data_dir, tmp_path):
     from huggingface_hub import ModelCard
 

@@ -109,9 +109,14 @@ def _mt_bench(args: argparse.Namespace) -> int:
     else:
         chat, name = endpoint_chat(args.base_url, args.judge_model), args.judge_model  # key checked before generating
     args.out = _out(args)
-    summary = run_mt_bench(args.out, model=args.model, answers_file=args.answers, data_dir=args.data_dir, chat=chat,
-                           judge_name=name, max_questions=args.max_questions, max_new_tokens=args.max_new_tokens,
-                           backend=args.backend)
+    from ..evaluation.mt_bench import JudgeUnavailableError
+
+    try:
+        summary = run_mt_bench(args.out, model=args.model, answers_file=args.answers, data_dir=args.data_dir,
+                               chat=chat, judge_name=name, max_questions=args.max_questions,
+                               max_new_tokens=args.max_new_tokens, backend=args.backend)
+    except JudgeUnavailableError as err:
+        raise UserError(str(err)) from None
     print(json.dumps({k: v for k, v in summary.items() if k != "unparseable"}, indent=2))
     _publish(args, "mt_bench", summary)
     return 0

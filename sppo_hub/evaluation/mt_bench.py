@@ -28,6 +28,10 @@ _RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
 ChatFn = Callable[[list[dict]], str]  # messages -> assistant text
 
 
+class JudgeUnavailableError(RuntimeError):
+    """The judge endpoint kept failing; judgments made so far are cached and a rerun resumes from them."""
+
+
 def _read_jsonl(path: str | os.PathLike, what: str) -> list[dict]:
     path = Path(path)
     if not path.exists():
@@ -154,9 +158,11 @@ def endpoint_chat(base_url: str | None, model: str, api_key_env: str = "OPENAI_A
                 r = client.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=max_tokens)
                 return r.choices[0].message.content or ""
             except (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError,
-                    openai.InternalServerError):
+                    openai.InternalServerError) as err:
                 if attempt == retries:
-                    raise
+                    raise JudgeUnavailableError(
+                        f"judge: {base_url or 'the OpenAI API'} ({model}) failed {retries + 1} times ({err}); "
+                        "judgments so far are cached: rerun the same command to resume") from err
                 time.sleep(backoff * 2**attempt)
         raise AssertionError("unreachable")
 

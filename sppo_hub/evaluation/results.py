@@ -81,18 +81,14 @@ def evaluate_iteration(model_repo_or_path: str, eval_config: EvalConfig | dict, 
         out = out / f"iter{iteration}"
     name = Path(str(model_repo_or_path)).name if os.path.exists(str(model_repo_or_path)) else str(model_repo_or_path)
     results: dict[str, Any] = {"model": str(model_repo_or_path), "iteration": iteration, "out_dir": str(out)}
-    if "alpaca_eval" in config.benchmarks:
-        from ..generation import SamplingConfig
-        from .alpaca_eval import run_alpaca_eval
+    # Judges first: a missing key or bad judge config fails before any generation.
+    alpaca_judge = _alpaca_judge(config) if "alpaca_eval" in config.benchmarks else None
+    if "alpaca_eval" in config.benchmarks and alpaca_judge is None:
+        from .alpaca_eval import check_api_key
 
-        results["alpaca_eval"] = run_alpaca_eval(
-            out / "alpaca_eval", model=str(model_repo_or_path), reference_file=config.alpaca_reference_file,
-            judge=_alpaca_judge(config), annotator=config.alpaca_annotator, base_url=config.judge_base_url,
-            judge_model=config.judge_model, max_instances=config.alpaca_max_instances, backend=config.backend,
-            sampling=SamplingConfig(num_samples=1, temperature=0.0, max_new_tokens=config.max_new_tokens),
-            generator_name=name, length_controlled=config.length_controlled)
+        check_api_key(config.judge_base_url)
     if "mt_bench" in config.benchmarks:
-        from .mt_bench import endpoint_chat, local_chat, run_mt_bench
+        from .mt_bench import endpoint_chat, local_chat
 
         if config.mt_bench_local_judge_model:
             chat = local_chat(config.mt_bench_local_judge_model, config.mt_bench_judge_max_new_tokens)
@@ -100,6 +96,19 @@ def evaluate_iteration(model_repo_or_path: str, eval_config: EvalConfig | dict, 
         else:
             judge_name = config.judge_model or "gpt-4"
             chat = endpoint_chat(config.judge_base_url, judge_name)
+    if "alpaca_eval" in config.benchmarks:
+        from ..generation import SamplingConfig
+        from .alpaca_eval import run_alpaca_eval
+
+        results["alpaca_eval"] = run_alpaca_eval(
+            out / "alpaca_eval", model=str(model_repo_or_path), reference_file=config.alpaca_reference_file,
+            judge=alpaca_judge, annotator=config.alpaca_annotator, base_url=config.judge_base_url,
+            judge_model=config.judge_model, max_instances=config.alpaca_max_instances, backend=config.backend,
+            sampling=SamplingConfig(num_samples=1, temperature=0.0, max_new_tokens=config.max_new_tokens),
+            generator_name=name, length_controlled=config.length_controlled)
+    if "mt_bench" in config.benchmarks:
+        from .mt_bench import run_mt_bench
+
         results["mt_bench"] = run_mt_bench(out / "mt_bench", model=str(model_repo_or_path),
                                            data_dir=config.mt_bench_data_dir, chat=chat, judge_name=judge_name,
                                            max_questions=config.mt_bench_max_questions,
