@@ -101,7 +101,7 @@ def generate_answers(model: str, questions: list[dict], max_new_tokens: int = 10
     for q in questions:
         groups.setdefault(q.get("temperature", TEMPERATURES.get(q["category"], 0.7)), []).append(q)
     for temperature, group in groups.items():
-        generator.sampling = sampling(temperature)
+        _set_sampling(generator, sampling(temperature))
         convs = [[{"role": "user", "content": q["turns"][0]}] for q in group]
         for turn in range(2):
             outs = generator.generate(convs)
@@ -113,6 +113,20 @@ def generate_answers(model: str, questions: list[dict], max_new_tokens: int = 10
     name = model_id or Path(str(model)).name
     return [{"question_id": q["question_id"], "model_id": name,
              "choices": [{"index": 0, "turns": answers[q["question_id"]]}], "tstamp": time.time()} for q in questions]
+
+
+def _set_sampling(generator, sampling) -> None:
+    """Switch a loaded generator's sampling (one model load for all categories' temperatures).
+
+    The transformers backend reads `.sampling` per call; the vLLM one precomputes SamplingParams, rebuilt here.
+    """
+    generator.sampling = sampling
+    if hasattr(generator, "params") and hasattr(generator, "llm"):
+        from ..generation.vllm_backend import import_vllm, vllm_sampling_kwargs
+
+        vllm = import_vllm()
+        stops = list(generator.params[0].stop_token_ids or [])  # the backend's own end-of-turn ids
+        generator.params = [vllm.SamplingParams(**kw) for kw in vllm_sampling_kwargs(sampling, stops)]
 
 
 def judge_messages(question: dict, answer: dict, turn: int, prompts: dict[str, dict], ref: dict | None) -> list[dict]:
