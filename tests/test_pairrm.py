@@ -1,0 +1,153 @@
+"""Native PairRM: parity with llm-blender's own ranker and collator, published layout, truncation, tables."""
+
+from __future__ import annotations
+
+import json
+import types
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from sppo_hub.judges import JudgeConfig, load_judge
+from sppo_hub.judges.pairrm import PairRMJudge
+
+PROMPTS = ["What is the capital of France?", "Write a short poem about the sea, please."]
+RESPONSES = [
+    ["The capital of France is Paris.", "Rome.", "I do not know, maybe it is Paris or Rome [SEP] ok"],
+    ["The waves are blue and the wind is cold.", "Sea sea sea."],
+]
+
+
+def _llm_blender(tiny_pairrm_dir, judge):
+    """llm-blender's CrossCompareReranker + CrossCompareCollator on the same weights and tokenizer.
+
+    Shims (transformers 5): `TRANSFORMERS_CACHE` must exist before import, and the collator calls the
+    removed `batch_encode_plus`, which is the tokenizer's own `__call__` on a batch. llm-blender is
+    installed --no-deps: its configs' `dataclasses_json` decorator (JSON helpers only) is replaced by
+    the identity when that package is absent.
+    """
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("dataclasses_json") is None and "dataclasses_json" not in sys.modules:
+        shim = types.ModuleType("dataclasses_json")
+        shim.dataclass_json = lambda cls: cls
+        sys.modules["dataclasses_json"] = shim
+    import huggingface_hub.constants
+    import transformers.utils.hub
+
+    if not hasattr(transformers.utils.hub, "TRANSFORMERS_CACHE"):
+        transformers.utils.hub.TRANSFORMERS_CACHE = huggingface_hub.constants.HF_HUB_CACHE
+    try:
+        from llm_blender.pair_ranker.collator import CrossCompareCollator
+        from llm_blender.pair_ranker.ranker import CrossCompareReranker
+    except Exception as exc:  # pragma: no cover - depends on the installed llm-blender
+        pytest.skip(f"llm-blender does not import here ({exc!r}); parity cannot be checked")
+    from transformers import AutoTokenizer, DebertaV2Config, DebertaV2Model
+
+    cfg = json.loads((tiny_pairrm_dir / "config.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(tiny_pairrm_dir)
+    tokenizer.batch_encode_plus = lambda texts, **kw: tokenizer(texts, **kw)
+    collator = CrossCompareCollator(cfg["source_maxlength"], tokenizer, cfg["candidate_maxlength"])
+    backbone_config = DebertaV2Config.from_pretrained(tiny_pairrm_dir / "backbone")
+    backbone_config.out_hidden_state_size = backbone_config.hidden_size
+    args = types.SimpleNamespace(**{k: cfg[k] for k in (
+        "n_tasks", "num_pos", "num_neg", "sub_sampling_mode", "sub_sampling_ratio", "loss_type", "drop_out",
+        "inference_mode")})
+    ranker = CrossCompareReranker(DebertaV2Model(backbone_config), args, tokenizer)
+    state = torch.load(tiny_pairrm_dir / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    ranker.load_state_dict(state)  # strict: the published key layout is shared
+    return ranker.eval(), collator
+
+
+def _blender_logit(ranker, collator, prompt, a, b):
+    batch = collator([{"source": prompt, "candidates": [a, b]}])
+    with torch.no_grad():
+        out = ranker._forward(batch["source_ids"], batch["source_attention_mask"],
+                              batch["candidate_ids"][:, 0], batch["candidate_attention_mask"][:, 0],
+                              batch["candidate_ids"][:, 1], batch["candidate_attention_mask"][:, 1])
+    ids, mask = ranker.cat_ids(batch["source_ids"], batch["source_attention_mask"],
+                               batch["candidate_ids"][:, 0], batch["candidate_attention_mask"][:, 0],
+                               batch["candidate_ids"][:, 1], batch["candidate_attention_mask"][:, 1])
+    return float(out["logits"][0]), ids[0][mask[0].bool()].tolist()
+
+
+@pytest.fixture(scope="module")
+def judge(tiny_pairrm_dir):
+    return PairRMJudge.from_pretrained(str(tiny_pairrm_dir), device="cpu", batch_size=4, show_progress=False)
+
+
+def test_parity_with_llm_blender(tiny_pairrm_dir, judge):
+    ranker, collator = _llm_blender(tiny_pairrm_dir, judge)
+    long_prompt = "Explain gradient descent " * 40  # exceeds source_maxlength: truncation must match too
+    cases = [(p, a, b) for p, cands in zip(PROMPTS, RESPONSES) for a in cands for b in cands if a != b]
+    cases.append((long_prompt, "Gradient descent " * 60, "It learns."))
+    truncated = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for prompt, a, b in cases:
+            expected, expected_ids = _blender_logit(ranker, collator, prompt, a, b)
+            source, (ca, cb) = judge.build_inputs(prompt, [a, b])
+            item = judge._item(source, ca, cb)
+            # llm-blender swaps <|candidate|> for <|candidate1|> / <|candidate2|> inside its forward.
+            seen = iter([judge.cand1_id, judge.cand2_id])
+            expected_ids = [next(seen) if t == judge.cand_id else t for t in expected_ids]
+            assert item[0] == expected_ids
+            truncated |= len(source) == judge.source_max_length and len(ca) == judge.candidate_max_length
+            assert judge.compare(prompt, a, b) == pytest.approx(expected, abs=1e-5)
+    assert truncated  # the long case hit both limits and still matched llm-blender
+
+
+def test_published_layout_loads_unchanged(tiny_pairrm_dir, judge):
+    files = {p.name for p in tiny_pairrm_dir.iterdir()}
+    assert {"config.json", "pytorch_model.bin", "tokenizer_config.json"} <= files
+    state = torch.load(tiny_pairrm_dir / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    assert "head_layer.1.weight" in state and "head_layer.4.weight" in state
+    assert any(k.startswith("pretrained_model.encoder.") for k in state)
+    mine = judge.model.state_dict()
+    for key, value in state.items():
+        torch.testing.assert_close(mine[key], value)
+    # the generic judge factory builds it from a config, as the pipeline does
+    other = load_judge(JudgeConfig(type="pairrm", model=str(tiny_pairrm_dir), batch_size=3, device="cpu"))
+    assert isinstance(other, PairRMJudge) and other.output_kind == "logits"
+
+
+def test_not_a_pairrm_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="model:"):
+        PairRMJudge.from_pretrained(str(tmp_path))
+
+
+def test_truncation_warns_once(tiny_pairrm_dir):
+    judge = PairRMJudge.from_pretrained(str(tiny_pairrm_dir), device="cpu", show_progress=False)
+    long = "the waves are blue " * 100
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        judge.pairwise_tables([long, long], [[long, "short"], ["a", long, long]])
+        judge.compare(long, long, long)
+    messages = [w for w in caught if "truncated" in str(w.message)]
+    assert len(messages) == 1
+    source, cands = judge.build_inputs(long, [long])
+    assert len(source) == judge.source_max_length
+    assert len(cands[0]) == judge.candidate_max_length  # no unused source room left
+
+
+def test_tables_shape_diagonal_orders_and_batching(tiny_pairrm_dir, judge):
+    tables = judge.pairwise_tables(PROMPTS, RESPONSES)
+    assert [t.shape for t in tables] == [(3, 3), (2, 2)]
+    for table, prompt, cands in zip(tables, PROMPTS, RESPONSES):
+        assert np.all(np.diag(table) == 0.0)
+        for i in range(len(cands)):
+            for j in range(len(cands)):
+                if i != j:  # both presentation orders, each equal to scoring that pair alone
+                    assert table[i, j] == pytest.approx(judge.compare(prompt, cands[i], cands[j]), abs=1e-5)
+        off = table[~np.eye(len(cands), dtype=bool)]
+        assert np.all(off != 0.0)
+    assert not np.allclose(tables[0], -tables[0].T)  # a random ranker is position-biased: orders differ
+    # batch size 1, one prompt at a time, gives the same numbers as batching across prompts
+    single = PairRMJudge.from_pretrained(str(tiny_pairrm_dir), device="cpu", batch_size=1, show_progress=False)
+    for p in range(len(PROMPTS)):
+        np.testing.assert_allclose(single.pairwise_tables([PROMPTS[p]], [RESPONSES[p]])[0], tables[p], atol=1e-5)
+    with pytest.raises(ValueError, match="responses"):
+        judge.pairwise_tables(PROMPTS, RESPONSES[:1])
