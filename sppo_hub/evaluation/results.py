@@ -181,9 +181,8 @@ def publish_results(repo_id: str, results: dict, out_dir: str | os.PathLike, rev
     from huggingface_hub.errors import EntryNotFoundError
 
     api = api or HfApi(token=token)
-    try:
-        card = ModelCard.load(repo_id, token=api.token) if api.file_exists(repo_id, "README.md", revision=revision) \
-            else ModelCard.from_template(ModelCardData())
+    try:  # through `api`, so its endpoint and token are the ones used
+        card = ModelCard.load(api.hf_hub_download(repo_id, "README.md", revision=revision))
     except EntryNotFoundError:
         card = ModelCard.from_template(ModelCardData())
     folder = RESULTS_DIR_IN_REPO + (f"/iter{results['iteration']}" if results.get("iteration") is not None else "")
