@@ -176,6 +176,8 @@ class SPPORun:
 
         self.config = config
         self.namespace = config.publish.org or namespace
+        # `accelerate launch` / torchrun set RANK; rank 0 runs every stage but training alone.
+        self.is_main = int(os.environ.get("RANK", "0")) == 0
         self._loaded_prompts = prompts
         self.run_dir = config.run_dir
         self.console = console or Console()
@@ -188,6 +190,10 @@ class SPPORun:
     def _open_manifest(self, resume: bool) -> RunManifest:
         config = self.config.to_dict()
         manifest_path = self.run_dir / "manifest.json"
+        if not self.is_main:  # under `accelerate launch`: rank 0 owns the manifest, the others read it
+            while not manifest_path.exists():
+                time.sleep(1.0)
+            return RunManifest.load(self.run_dir)
         if resume:
             manifest = RunManifest.load(self.run_dir)
             diff = config_differences(manifest.data["config"], config)
@@ -206,9 +212,27 @@ class SPPORun:
         save_recipe(self.config, self.run_dir / "recipe.yaml")
         return RunManifest.create(self.run_dir, self.config.run_name, config)
 
-    def _stage(self, iteration: int, name: str, fn: Callable[[StageTimer], dict]) -> dict:
-        """Run `fn` unless the manifest already has it; record its artifacts and timings when it finishes."""
+    def _stage(self, iteration: int, name: str, fn: Callable[[StageTimer], dict], all_ranks: bool = False) -> dict:
+        """Run `fn` unless the manifest already has it; record its artifacts and timings when it finishes.
+
+        Under `accelerate launch` only rank 0 runs a stage and records it (`all_ranks`: training, where every
+        rank takes part); the other ranks wait for the record by reading the manifest file, not with a
+        collective, so an hours-long generation on rank 0 cannot time out a process-group barrier.
+        """
         label = f"[bold]iteration {iteration}/{self.config.iterations}[/bold] {name}" if iteration else f"[bold]setup[/bold] {name}"
+        if not self.is_main:
+            self.manifest = RunManifest.load(self.run_dir)
+            if not all_ranks:
+                while self.manifest.stage(iteration, name) is None:
+                    time.sleep(2.0)
+                    self.manifest = RunManifest.load(self.run_dir)
+                return self.manifest.stage(iteration, name)["artifacts"]
+            if self.manifest.stage(iteration, name) is None:
+                fn(StageTimer())
+                while self.manifest.stage(iteration, name) is None:
+                    time.sleep(0.5)
+                    self.manifest = RunManifest.load(self.run_dir)
+            return self.manifest.stage(iteration, name)["artifacts"]
         done = self.manifest.stage(iteration, name)
         if done is not None:
             self.console.print(f"{label}: [dim]finished earlier, reused[/dim]")
@@ -277,7 +301,7 @@ class SPPORun:
         pub_data = {}
         if cfg.publish.enabled:
             pub_data = self._stage(t, "publish_data", lambda timer: self._publish_data(t, data))
-        self._stage(t, "train", lambda timer: self._train(t, data, out, timer))
+        self._stage(t, "train", lambda timer: self._train(t, data, out, timer), all_ranks=True)
         if cfg.publish.enabled:
             self._stage(t, "publish_model", lambda timer: self._publish_model(t, pub_data))
         if self.prompt_plan["heldout"]:
@@ -291,6 +315,8 @@ class SPPORun:
         self._setup()
         for t in range(1, self.config.iterations + 1):
             self._iteration(t)
+        if not self.is_main:
+            return self.manifest
         self.manifest.data["wall_seconds_last_session"] = round(time.perf_counter() - started, 3)
         self.manifest.mark_finished()
         if self.config.publish.enabled:
@@ -584,8 +610,9 @@ def check_endpoint(endpoint: str | None) -> str:
                 "for that endpoint, or set publish.enabled=false."
             ) from err
         raise ValueError(f"publish.endpoint {where} did not answer whoami ({err}); check the URL and the network.") from err
-    except OSError as err:
-        raise ValueError(f"publish.endpoint {where} cannot be reached ({err}); check the URL or use --local-hub.") from err
+    except Exception as err:  # connection errors of the HTTP client (httpx), DNS, TLS
+        raise ValueError(f"publish.endpoint {where} cannot be reached ({type(err).__name__}: {err}); check the URL "
+                         "or use --local-hub.") from err
     return info["name"]
 
 
