@@ -81,8 +81,9 @@ def judge(tiny_pairrm_dir):
 
 def test_parity_with_llm_blender(tiny_pairrm_dir, judge):
     ranker, collator = _llm_blender(tiny_pairrm_dir, judge)
-    long_prompt = "Explain gradient descent " * 40  # exceeds source_maxlength: truncation must match too
+    long_prompt = "Explain gradient descent " * 60  # exceeds source_maxlength: truncation must match too
     cases = [(p, a, b) for p, cands in zip(PROMPTS, RESPONSES) for a in cands for b in cands if a != b]
+    cases.append(("Hi", "It learns.", "Gradient descent " * 60))  # candidate limit grows by unused source room
     cases.append((long_prompt, "Gradient descent " * 60, "It learns."))
     truncated = False
     with warnings.catch_warnings():
