@@ -170,3 +170,16 @@ def test_cli_generate_and_local_judge(tiny_model_dir, alpaca_dir, tmp_path, caps
     assert metrics["n_total"] == 2 and metrics["official_annotator"] is False
     assert metrics["generator"] == tiny_model_dir.name
     assert '"official_annotator": false' in capsys.readouterr().out
+
+
+def test_cli_real_outputs_local_pairrm(tiny_pairrm_dir, alpaca_dir, tmp_path, capsys):
+    """`--outputs FILE --local-judge pairrm`: real Mistral outputs judged by a (tiny, random) PairRM."""
+    code = main(["eval", "alpaca-eval", "--outputs", str(alpaca_dir / "Mistral-7B-Instruct-v0.2_model_outputs.json"),
+                 "--reference", str(alpaca_dir / "gpt4_1106_preview_reference_outputs.json"),
+                 "--local-judge", "pairrm", "--judge-model", str(tiny_pairrm_dir), "--max-instances", "3",
+                 "--no-length-controlled", "--out", str(tmp_path)])
+    assert code == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["n_total"] == 3 and metrics["official_annotator"] is False and "pairrm" in metrics["annotator"].lower()
+    annotations = json.loads((tmp_path / "annotations.json").read_text())
+    assert metrics["win_rate"] == pytest.approx(100 * sum(a["preference"] - 1 for a in annotations) / 3)
