@@ -180,6 +180,7 @@ def test_cli_real_outputs_local_pairrm(tiny_pairrm_dir, alpaca_dir, tmp_path, ca
                  "--no-length-controlled", "--out", str(tmp_path)])
     assert code == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["n_total"] == 3 and metrics["official_annotator"] is False and "pairrm" in metrics["annotator"].lower()
+    assert metrics["n_total"] == 3 and metrics["official_annotator"] is False
+    assert "pairrm" in metrics["annotator"].lower()
     annotations = json.loads((tmp_path / "annotations.json").read_text())
     assert metrics["win_rate"] == pytest.approx(100 * sum(a["preference"] - 1 for a in annotations) / 3)
