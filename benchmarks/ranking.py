@@ -6,7 +6,7 @@ K responses per prompt, both presentation orders). The baseline scores each orde
 by prompt, as a plain `compare` loop would; PairRMJudge batches pairs across prompts, sorted by length.
 Runs alternate (A B A B) so machine load hits both alike.
 
-    python benchmarks/ranking.py            # hidden 256, 4 layers, PairRM's truncation lengths
+    python benchmarks/ranking.py            # hidden 256, 4 layers, source/candidate limits 256/128
     python benchmarks/ranking.py --smoke    # hidden 32, 2 layers, seconds
 """
 
@@ -58,10 +58,10 @@ def per_pair_loop(judge, prompts, responses):
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny ranker and few prompts (seconds)")
-    parser.add_argument("--prompts", type=int, default=None, help="number of prompts (default 16, smoke 4)")
+    parser.add_argument("--prompts", type=int, default=None, help="number of prompts (default 8, smoke 4)")
     parser.add_argument("--k", type=int, default=4, help="responses per prompt")
     parser.add_argument("--batch-size", type=int, default=16, help="PairRMJudge batch size")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs of each (default 2, smoke 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs of each (default 1)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
 
@@ -70,10 +70,10 @@ def main(argv: list[str] | None = None) -> dict:
     from sppo_hub.judges.pairrm import PairRMJudge
     from sppo_hub.testing.tiny_ranker import build_tiny_pairrm
 
-    n_prompts = args.prompts or (4 if args.smoke else 16)
-    repeats = args.repeats or (1 if args.smoke else 2)
+    n_prompts = args.prompts or (4 if args.smoke else 8)
+    repeats = args.repeats or 1
     size = dict(hidden_size=32, num_layers=2, num_heads=2, source_maxlength=128, candidate_maxlength=64) if args.smoke \
-        else dict(hidden_size=256, num_layers=4, num_heads=4, source_maxlength=1224, candidate_maxlength=412)
+        else dict(hidden_size=256, num_layers=4, num_heads=4, source_maxlength=256, candidate_maxlength=128)
     prompts, responses = load_texts(n_prompts, args.k)
     n_pairs = sum(len(c) * (len(c) - 1) for c in responses)
     with tempfile.TemporaryDirectory() as tmp:
