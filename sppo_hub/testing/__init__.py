@@ -7,5 +7,6 @@
 
 from .smollm2 import export_smollm2, smollm2_gguf_path
 from .tiny_llama import CHATML_TEMPLATE, build_tiny_llama, build_tiny_tokenizer
+from .tiny_ranker import build_tiny_pairrm
 
-__all__ = ["CHATML_TEMPLATE", "build_tiny_llama", "build_tiny_tokenizer", "export_smollm2", "smollm2_gguf_path"]
+__all__ = ["CHATML_TEMPLATE", "build_tiny_llama", "build_tiny_tokenizer", "export_smollm2", "smollm2_gguf_path", "build_tiny_pairrm"]
