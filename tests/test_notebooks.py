@@ -71,7 +71,7 @@ def _execute(name: str, cwd: Path, parameters: dict):
     unknown = set(parameters) - set(_parameters(name))
     assert not unknown, f"{name} has no parameters {unknown}: papermill would add them silently"
     out = cwd / f"executed-{name}"
-    papermill.execute_notebook(str(NOTEBOOKS / name), str(out), parameters=parameters, kernel_name="python3",
+    papermill.execute_notebook(str(NOTEBOOKS / name), str(out), parameters=parameters, kernel_name=KERNEL,
                                cwd=str(cwd), progress_bar=False, execution_timeout=300)
     return nbformat.read(out, as_version=4)
 
@@ -87,9 +87,19 @@ def _outputs(nb, kind: str = "text") -> str:
     return "\n".join(texts)
 
 
+KERNEL = "sppo-hub-test"
+
+
 @pytest.fixture
 def kernel_env(monkeypatch, tmp_path):
-    """Kernels inherit the environment: keep their Hub/datasets caches in the test's folder."""
+    """A kernel spec running this interpreter (JUPYTER_PATH outranks a user-level `python3` spec that may point
+    at another Python); kernels inherit the environment, so their Hub/datasets caches stay in the test folder."""
+    spec = tmp_path / "jupyter" / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "sppo-hub tests", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     return tmp_path
 
@@ -157,8 +167,9 @@ def test_02_then_03_loop_evaluation_cards_plot_and_space(colab_run, local_hub, t
         "ALPACA_MAX_INSTANCES": 2, "LENGTH_CONTROLLED": False, "LOCAL_JUDGE_MODEL": str(tiny_pairrm_dir),
         "JUDGE_BASE_URL": judge_endpoint.base_url, "ALPACA_JUDGE_MODEL": "local-judge",
         "MT_BENCH_JUDGE_MODEL": "local-judge", "MT_BENCH_DATA_DIR": str(shared_data_dir / "mt_bench"),
-        "MT_BENCH_MAX_QUESTIONS": 1, "TRY_DEMO": False, "SPACE_DRY_RUN": True})
+        "MT_BENCH_MAX_QUESTIONS": 1, "TRY_DEMO": True, "SPACE_DRY_RUN": True})
     text = _outputs(nb03)
+    assert "app running at http://127.0.0.1:" in text
     assert "Space sppo-user/nb-colab-iter2-chat" in text and "SPPO_MODEL=sppo-user/nb-colab-iter2" in text
     assert not api.repo_exists("sppo-user/nb-colab-iter2-chat", repo_type="space")  # dry run: nothing created
     from huggingface_hub import ModelCard
