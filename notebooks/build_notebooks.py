@@ -267,14 +267,16 @@ scale `PROMPT_LIMIT` from those.
 | A100 40/80 GB | 40-80 GB | Qwen2.5-1.5B-Instruct, K=5, 1024 new tokens, 1000 prompts; full fine-tuning fits (`USE_LORA = False`, lr 5e-7, eta 1000 as in the paper) | bf16 | 30-60 min |
 
 Where the memory goes: the policy (0.5B: 1 GB in bf16, 2 GB in fp32; 1.5B: 3.1 / 6.2 GB), PairRM (0.4B,
-about 0.9 GB in bf16), and in training the logits: one 512-token sequence over Qwen's 152k-token vocabulary
-is about 0.3 GB in fp32, and each pair holds chosen + rejected with their gradients. With LoRA the reference
-policy is the same weights with the adapter switched off, so no second copy is loaded. If training runs out
-of memory, halve `TRAIN_BATCH_SIZE` and double `GRAD_ACCUM`, or lower `MAX_LENGTH`.
+about 0.9 GB in bf16), and in training the activations, which grow with `TRAIN_BATCH_SIZE` x `MAX_LENGTH`
+(chosen and rejected both go through the policy and the reference pass). With LoRA the reference policy is
+the same weights with the adapter switched off, so no second copy is loaded. If training runs out of memory,
+halve `TRAIN_BATCH_SIZE` and double `GRAD_ACCUM`, or lower `MAX_LENGTH`.
 
 **vLLM.** `USE_VLLM = "auto"` generates with vLLM when it is installed (`INSTALL_VLLM = True`; it replaces
-torch, so restart the runtime after installing). The whole loop runs in this one process and vLLM reserves
-most of the GPU for itself, so on 16-24 GB GPUs keep the transformers backend; vLLM pays off on an A100."""
+torch, so restart the runtime afterwards). The whole loop runs in this one process: vLLM asks for 90% of the
+GPU when it starts, while PairRM and the trainer's cached memory from the previous iteration are still held,
+so it can refuse to start from iteration 2 on. Until the recipe exposes vLLM's memory share, keep the
+transformers backend on a single GPU (the default: Colab ships without vLLM)."""
 
 
 def colab_gpu():
