@@ -498,12 +498,14 @@ print("official annotator + GPT-4 MT-Bench judge:" if official else "local judge
 the card's model-index plus every raw file under `eval_results/iter<t>/`. With a key, the official annotator
 then judges the same (greedy) AlpacaEval answers with `run_alpaca_eval` and its numbers are
 committed next to the local estimate (in `eval_results/iter<t>/alpaca_eval_official/`)."""),
-        new_code_cell("""from pathlib import Path
+        new_code_cell("""import logging
+from pathlib import Path
 
 from sppo_hub.evaluation import EvalConfig, evaluate_iteration, publish_results
 from sppo_hub.evaluation.alpaca_eval import run_alpaca_eval
 from sppo_hub.generation import SamplingConfig
 
+logging.getLogger("httpx2").setLevel(logging.WARNING)  # alpaca_eval turns on INFO logs: no line per HTTP request
 eval_config = EvalConfig(
     benchmarks=["alpaca_eval", "mt_bench"], out_dir=EVAL_DIR, max_new_tokens=MAX_NEW_TOKENS, backend=BACKEND,
     alpaca_reference_file=ALPACA_REFERENCE_FILE, alpaca_max_instances=ALPACA_MAX_INSTANCES,
