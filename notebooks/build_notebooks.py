@@ -279,6 +279,9 @@ so it can refuse to start from iteration 2 on. Until the recipe exposes vLLM's m
 transformers backend on a single GPU (the default: Colab ships without vLLM)."""
 
 
+VLLM_INSTALL = f"    if INSTALL_VLLM:\n        %pip install -q \"sppo-hub[vllm] @ {PIP_URL}\"\n"
+
+
 def colab_gpu():
     name = "02_sppo_colab_gpu.ipynb"
     return name, notebook([
@@ -331,7 +334,7 @@ OUTPUT_DIR = "runs/sppo-colab"
 SEED = 0"""),
         new_markdown_cell(GPU_NOTES),
         new_markdown_cell("## Install"),
-        new_code_cell(install_cell("eval", "    if INSTALL_VLLM:\n        %pip install -q \"sppo-hub[vllm] @ " + PIP_URL + "\"\n")),
+        new_code_cell(install_cell("eval", VLLM_INSTALL)),
         new_markdown_cell(HUB_MD),
         new_code_cell(HUB_CELL),
         new_markdown_cell("## The recipe\n\nThe same fields as the YAML recipes in `recipes/`; the saved file "
@@ -528,7 +531,8 @@ for t, model in models:
         metrics = run_alpaca_eval(out / "alpaca_eval_official", model=model, reference_file=ALPACA_REFERENCE_FILE,
                                   annotator=ALPACA_ANNOTATOR, base_url=JUDGE_BASE_URL, judge_model=ALPACA_JUDGE_MODEL,
                                   max_instances=ALPACA_MAX_INSTANCES, backend=BACKEND,
-                                  sampling=SamplingConfig(num_samples=1, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS),
+                                  sampling=SamplingConfig(num_samples=1, temperature=0.0,
+                                                          max_new_tokens=MAX_NEW_TOKENS),
                                   length_controlled=LENGTH_CONTROLLED)
         entry["alpaca_eval"] = entry["alpaca_eval_official"] = metrics
         if publish:
@@ -581,8 +585,9 @@ if TRY_DEMO:
     demo = launch(SpaceConfig(model=iteration_repos[-1], compare_models=iteration_repos[:-1],
                               judge_type=LOCAL_JUDGE_TYPE, judge=LOCAL_JUDGE_MODEL), prevent_thread_lock=True)
     print("app running at", demo.local_url)"""),
-        new_code_cell("""plan = plan_deploy(model=iteration_repos[-1], space=SPACE_ID, judge=LOCAL_JUDGE_MODEL, judge_type=LOCAL_JUDGE_TYPE,
-                   compare_models=iteration_repos[:-1], hardware=SPACE_HARDWARE, endpoint=endpoint)
+        new_code_cell("""plan = plan_deploy(model=iteration_repos[-1], space=SPACE_ID, judge=LOCAL_JUDGE_MODEL,
+                   judge_type=LOCAL_JUDGE_TYPE, compare_models=iteration_repos[:-1], hardware=SPACE_HARDWARE,
+                   endpoint=endpoint)
 print(plan.describe())
 if not SPACE_DRY_RUN:
     url, warnings = deploy_space(plan, endpoint=endpoint)
