@@ -41,6 +41,13 @@ def test_committed_without_outputs_with_badge_install_guard_and_parameters(name)
     installs = [c.source for c in code if "%pip install" in c.source]
     assert installs and all(src.lstrip("# -\n").find("if INSTALL:") >= 0 for src in installs)
     assert all(re.search(r"^\s+%pip", line) for src in installs for line in src.splitlines() if "%pip" in line)
+    # What Colab runs with INSTALL = True: IPython turns each guarded %pip into a pip magic call on the project.
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    python = "".join(TransformerManager().transform_cell(src) for src in installs)
+    assert "run_line_magic('pip', 'install -q \"sppo-hub" in python
+    assert "@ git+https://github.com/sppo-hub/sppo-hub" in python
+    compile(python, name, "exec")
 
 
 def test_generator_reproduces_the_committed_notebooks():
