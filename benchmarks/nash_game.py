@@ -18,7 +18,7 @@ Methods, each for T iterations from the same pi_0 (policy parameters: one logit 
 Reported per iteration: exploitability max_y P(y > pi) - 1/2 (0 exactly at the Nash equilibrium) of the
 last and of the averaged policy, and the win rate against pi_0, averaged over prompts.
 
-    python benchmarks/nash_game.py --out results/nash     # 16 prompts x 6 responses, T=60 (< 1 min)
+    python benchmarks/nash_game.py --out outputs/nash     # 16 prompts x 6 responses, T=60 (< 1 min)
     python benchmarks/nash_game.py --smoke --out /tmp/n   # seconds
 """
 
@@ -239,7 +239,7 @@ def save_plot(results: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="benchmarks/results/nash_game", help="Folder for results.json and plot.png.")
+    parser.add_argument("--out", default="outputs/benchmarks/nash_game", help="Folder for results.json and plot.png.")
     parser.add_argument("--smoke", action="store_true", help="Tiny size (4 prompts, T=8): seconds.")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"Comma-separated subset of {', '.join(METHODS)}.")
     for name, f in GameConfig.__dataclass_fields__.items():

@@ -14,7 +14,7 @@ Reported per iteration on held-out samples: win rate vs pi_0 under the oracle, a
 sampled policy (max over the three correct answers of P(y > pi_t) - 1/2; the oracle's best response is always
 one of them) and mean response length in characters.
 
-    python benchmarks/toy_lm.py --out results/toy_lm          # T=8, 4 methods: a few minutes on 2 cores
+    python benchmarks/toy_lm.py --out outputs/toy_lm          # T=8, 4 methods: a few minutes on 2 cores
     python benchmarks/toy_lm.py --smoke --out /tmp/toy        # ~30 s
 """
 
@@ -252,7 +252,7 @@ def save_plot(results: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="benchmarks/results/toy_lm", help="Folder for results.json and plot.png.")
+    parser.add_argument("--out", default="outputs/benchmarks/toy_lm", help="Folder for results.json and plot.png.")
     parser.add_argument("--smoke", action="store_true", help="Tiny size (2 iterations, 16 prompts, short pre-training).")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"Comma-separated subset of {', '.join(METHODS)}.")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads.")
