@@ -144,6 +144,11 @@ class RunConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     generation_backend: str = field(default="transformers", metadata={"help": "transformers or vllm."})
+    generation_kwargs: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Extra options of the generation backend, e.g. vLLM's tensor_parallel_size, "
+                          "gpu_memory_utilization, max_model_len; transformers' device."},
+    )
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)

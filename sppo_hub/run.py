@@ -270,9 +270,10 @@ class SPPORun:
 
         sampling = self._sampling(t)
         model = self.policy_path(t - 1)
+        self._release_judge_for_vllm()
         with timer.computing():  # chunks saved under out/generate-chunks: a killed stage resumes mid-way
             ds = generate_responses(model, prompts, sampling, backend=self.config.generation_backend,
-                                    out_dir=out / "generate-chunks")
+                                    out_dir=out / "generate-chunks", **self.config.generation_kwargs)
         ds = ds.remove_columns([c for c in ("prompt_id",) if c in ds.column_names]).add_column("prompt_id", idx)
         path = save_dataset_atomic(ds, out / "generations")
         return {"path": path, "policy": model, "seed": sampling.seed, "rows": len(ds), "sha": _sha(ds["responses"])}
@@ -287,12 +288,26 @@ class SPPORun:
             self._judge = load_judge(jcfg)
         return self._judge
 
+    def _release_judge_for_vllm(self) -> None:
+        """vLLM claims a fixed share of GPU memory at start-up: free the judge (and the cache) before it starts."""
+        if self.config.generation_backend != "vllm" or self._judge is None:
+            return
+        import gc
+
+        import torch
+
+        self._judge = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def _judge_stage(self, t: int, gen: dict, out: Path, timer: StageTimer) -> dict:
+        from .judges.stage import judge_dataset
+
         ds = _load_dataset(gen["path"])
         judge = self.judge()
-        with timer.computing():
-            tables = judge.pairwise_tables(list(ds["prompt"]), [list(r) for r in ds["responses"]])
-        ds = ds.add_column("raw_table", [table.tolist() for table in tables])
+        with timer.computing():  # chunks saved under out/judge-chunks: a killed stage resumes mid-way
+            ds = judge_dataset(judge, ds, out_dir=out / "judge-chunks", batch_size=self.config.judge.batch_size)
         path = save_dataset_atomic(ds, out / "judged")
         return {"path": path, "judge": getattr(judge, "name", self.config.judge.type),
                 "output_kind": judge.output_kind, "sha": _sha(ds["raw_table"])}
@@ -444,7 +459,8 @@ class SPPORun:
         prompts = [self._prompts[i] for i in self.prompt_plan["heldout"]]
         sampling = self._sampling(0, num_samples=1)  # same seed every iteration: only the policy differs
         with timer.computing():
-            ds = generate_responses(model, prompts, sampling, backend=self.config.generation_backend)
+            ds = generate_responses(model, prompts, sampling, backend=self.config.generation_backend,
+                                    **self.config.generation_kwargs)
         responses = [r[0] for r in ds["responses"]]
         path = self._iter_dir(t) / "compare_responses.json"
         from .run_manifest import atomic_write_text

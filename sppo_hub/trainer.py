@@ -217,12 +217,13 @@ def _check_columns(dataset, loss_name: str, name: str) -> None:
                                  f"found values from {values.min().item()} to {values.max().item()}.")
 
 
-def save_policy(trainer: DPOTrainer, out_dir: str | Path, merge: bool = False) -> Path:
+def save_policy(trainer: DPOTrainer, out_dir: str | Path, merge: bool = False, dtype: "torch.dtype | None" = None) -> Path:
     """Save the trained policy with its tokenizer, chat template and generation config; atomically (temp, rename).
 
     LoRA: the adapter alone, or (`merge=True`) the merged full model; merging folds the adapter into the trainer's
     model in place (`trainer.model` becomes the plain merged model), so save an adapter first if you want both.
-    Full fine-tuning: the full model. The loss history (`trainer.state.log_history`) goes beside it as `log_history.json`.
+    Full fine-tuning: the full model. `dtype` casts a merged model before saving (e.g. back to the base checkpoint's
+    bf16 after fp32 LoRA training on CPU: half the size to publish). The loss history (`trainer.state.log_history`) goes beside it as `log_history.json`.
     """
     import json
 
@@ -234,6 +235,8 @@ def save_policy(trainer: DPOTrainer, out_dir: str | Path, merge: bool = False) -
     if merge and is_peft_model(model):
         if trainer.accelerator.is_main_process:
             merged = model.merge_and_unload()  # folds the adapter into the base weights in place
+            if dtype is not None:
+                merged = merged.to(dtype)
             trainer.model = merged
             merged.save_pretrained(tmp)
             trainer.processing_class.save_pretrained(tmp)
@@ -289,7 +292,7 @@ def train_policy(
 
     Returns the training metrics plus `loss_history` ([(step, loss)]) and `log_history` (the raw log records).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     for label, path in (("model", model), ("ref_model", ref_model)):
         if path is not None and str(path).startswith((".", "/")) and not Path(path).exists():
@@ -298,11 +301,14 @@ def train_policy(
     if not tokenizer.chat_template:
         raise ValueError(f"model {model} has no chat template (tokenizer_config chat_template); set one before training.")
     dtype = torch.bfloat16 if args.bf16 else torch.float32
+    # The merged checkpoint keeps the dtype the base was stored in (training may run in fp32 on CPU).
+    stored_dtype = getattr(AutoConfig.from_pretrained(str(model)), "dtype", None)
+    save_dtype = stored_dtype if isinstance(stored_dtype, torch.dtype) else None
     policy = AutoModelForCausalLM.from_pretrained(str(model), dtype=dtype)
     reference = AutoModelForCausalLM.from_pretrained(str(ref_model), dtype=dtype) if ref_model is not None else None
     trainer = SPPOTrainer(policy, ref_model=reference, args=args, train_dataset=train_dataset,
                           processing_class=tokenizer, peft_config=peft_config)
     result = trainer.train()
     if output_dir is not None:
-        save_policy(trainer, output_dir, merge=merge)
+        save_policy(trainer, output_dir, merge=merge, dtype=save_dtype)
     return {**result.metrics, "loss_history": loss_history(trainer), "log_history": list(trainer.state.log_history)}

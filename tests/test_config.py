@@ -113,3 +113,10 @@ def test_shipped_recipes_load(recipe):
 def test_valid_keys_cover_nested_sections():
     keys = valid_keys()
     assert {"sampling.num_samples", "judge.type", "training.eta", "publish.org", "evaluation.hooks"} <= set(keys)
+
+
+def test_generation_kwargs_reach_the_backend_options():
+    """Backend options (e.g. vLLM's gpu_memory_utilization) are a free-form mapping set by dotted overrides."""
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
+    config = load_recipe(recipe, ["generation_kwargs.gpu_memory_utilization=0.5"])
+    assert config.generation_kwargs == {"gpu_memory_utilization": 0.5}
