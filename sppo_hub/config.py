@@ -68,8 +68,8 @@ class DataConfig:
 
     rule: str = field(
         default="pairwise",
-        metadata={"help": "P_ij from the raw tables: pairwise (both orders averaged) or "
-                          "mean_score (the paper code's sigma(s_i - s_j), for reproduction)."},
+        metadata={"help": "P_ij from the raw tables: pairwise (both orders averaged), "
+                          "pairwise_logit (the same in logit space) or mean_score (the paper code's sigma(s_i - s_j), for reproduction)."},
     )
     include_diagonal: bool = field(default=True, metadata={"help": "Count P_ii = 0.5 in the win rates (the paper does)."})
     drop_ties: bool = field(default=False, metadata={"help": "Skip prompts whose K win rates all tie."})
@@ -193,8 +193,8 @@ class RunConfig:
             raise ValueError(
                 f"run_name={self.repo_prefix!r} cannot name a Hub repo: use letters, digits, '-', '_' or '.'."
             )
-        if self.data.rule not in ("pairwise", "mean_score"):
-            raise ValueError(f"data.rule={self.data.rule!r}: use pairwise or mean_score.")
+        if self.data.rule not in ("pairwise", "pairwise_logit", "mean_score"):
+            raise ValueError(f"data.rule={self.data.rule!r}: use pairwise, pairwise_logit or mean_score.")
         if self.evaluation.compare_prompts < 0:
             raise ValueError("evaluation.compare_prompts must be >= 0.")
         for i, hook in enumerate(self.evaluation.hooks):

@@ -41,6 +41,7 @@ TRIPLETS_COLUMNS = [
 ]
 _PROB_RULES = {
     "pairwise": "P_ij averages the judge's two presentation orders, (p(i first beats j) + 1 - p(j first beats i)) / 2",
+    "pairwise_logit": "P_ij = sigmoid((l_ij - l_ji) / 2) of the judge's two presentation-order logits",
     "mean_score": "P_ij = sigmoid(s_i - s_j) of per-response mean scores, as in the SPPO paper's code",
 }
 
@@ -79,7 +80,7 @@ class DatasetCardInfo:
     num_samples: int = field(default=5, metadata={"help": "K, responses per prompt."})
     sampling: dict = field(default_factory=dict, metadata={"help": "Sampling parameters (temperature, top_p, ...)."})
     judge: str = field(default="unknown", metadata={"help": "Preference model / judge name."})
-    probability_rule: str = field(default="pairwise", metadata={"help": "'pairwise' or 'mean_score'."})
+    probability_rule: str = field(default="pairwise", metadata={"help": "'pairwise', 'pairwise_logit' or 'mean_score'."})
     license: str = field(default="apache-2.0", metadata={"help": "License of the dataset."})
     language: list[str] = field(default_factory=lambda: ["en"], metadata={"help": "Languages."})
 
