@@ -237,12 +237,17 @@ def test_full_disk_gives_a_clear_error_and_no_partial_commit(tmp_path):
         try:
             api.create_repo("sppo-user/full")
             before = api.model_info("sppo-user/full").sha
-            with pytest.raises(HfHubHTTPError) as err:
-                api.upload_file(path_or_fileobj=os.urandom(2 * 1024 * 1024), path_in_repo="big.bin",
-                                repo_id="sppo-user/full")
-            assert err.value.response.status_code == 507 and "disk" in str(err.value)
-            assert api.model_info("sppo-user/full").sha == before
-            assert api.list_repo_files("sppo-user/full") == [".gitattributes"]
+            # big.txt goes inline in the commit body; big.bin goes to LFS (*.bin in .gitattributes)
+            # (the client wraps an LFS upload error in a RuntimeError)
+            for name in ("big.txt", "big.bin"):
+                with pytest.raises((HfHubHTTPError, RuntimeError)) as err:
+                    api.upload_file(path_or_fileobj=os.urandom(2 * 1024 * 1024), path_in_repo=name,
+                                    repo_id="sppo-user/full")
+                http_err = err.value if isinstance(err.value, HfHubHTTPError) else err.value.__cause__
+                assert isinstance(http_err, HfHubHTTPError), err.value
+                assert http_err.response.status_code == 507 and "disk" in str(http_err)
+                assert api.model_info("sppo-user/full").sha == before
+                assert api.list_repo_files("sppo-user/full") == [".gitattributes"]
             api.upload_file(path_or_fileobj=b"small", path_in_repo="small.txt", repo_id="sppo-user/full")
             assert api.list_repo_files("sppo-user/full") == [".gitattributes", "small.txt"]
         finally:
@@ -270,6 +275,34 @@ def test_use_endpoint_reaches_huggingface_hub_transformers_and_datasets(local_hu
     from huggingface_hub import list_repo_files
 
     assert list_repo_files("sppo-user/module-level") == [".gitattributes"]
+
+
+def test_datasets_push_to_hub_and_gitattributes_lfs_patterns(local_hub):
+    """push_to_hub preuploads each parquet shard from a temp file it deletes before the commit: the
+    server must answer "lfs" for *.parquet (from the repo's .gitattributes, as the Hub does)."""
+    import datasets
+
+    from sppo_hub.hub.server.storage import lfs_rules, matches_lfs
+
+    rows = {"prompt": ["a", "b", "c"], "score": [0.5, 1.0, -2.0]}
+    datasets.Dataset.from_dict(rows).push_to_hub("sppo-user/pushed", token=local_hub.token)
+    assert datasets.load_dataset("sppo-user/pushed", split="train").to_dict() == rows
+    splits = {"train": {"x": [1, 2, 3], "y": ["p", "q", "r"]}, "test": {"x": [4], "y": ["s"]}}
+    datasets.DatasetDict({k: datasets.Dataset.from_dict(v) for k, v in splits.items()}).push_to_hub(
+        "sppo-user/pushed-splits", token=local_hub.token)
+    loaded = datasets.load_dataset("sppo-user/pushed-splits")
+    assert set(loaded) == set(splits) and all(loaded[k].to_dict() == v for k, v in splits.items())
+    tree = list(local_hub.api.list_repo_tree("sppo-user/pushed-splits", repo_type="dataset", recursive=True))
+    parquet = [f for f in tree if f.path.endswith(".parquet")]
+    assert len(parquet) == 2 and all(f.lfs for f in parquet)  # small, but LFS by pattern
+    # a small file not matching any pattern stays inline
+    small = [f for f in tree if f.path in (".gitattributes", "README.md")]
+    assert small and not any(f.lfs for f in small)
+    rules = lfs_rules("*.bin filter=lfs diff=lfs merge=lfs -text\nkeep/*.bin -filter\n"
+                      "/data/** filter=lfs\n# comment\n")
+    assert matches_lfs("a/b/w.bin", rules) and not matches_lfs("keep/w.bin", rules)
+    assert matches_lfs("data/x/y.txt", rules) and not matches_lfs("other/data/y.txt", rules)
+    assert not matches_lfs("w.txt", rules) and not matches_lfs("w.bin", [])
 
 
 def test_bad_paths_and_folder_deletes(local_hub):

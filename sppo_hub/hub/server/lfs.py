@@ -67,9 +67,9 @@ def upload(h, oid: str) -> None:
                 chunk = h.rfile.read(min(_CHUNK, remaining))
                 if not chunk:
                     raise HubError(400, "Upload interrupted: the body ended early.")
+                remaining -= len(chunk)
                 digest.update(chunk)
                 f.write(chunk)
-                remaining -= len(chunk)
             f.flush()
             os.fsync(f.fileno())
         h._body = b""  # drained
@@ -78,6 +78,15 @@ def upload(h, oid: str) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, target)
     except OSError as err:
+        # A write failed mid-body (disk full): read the rest of the body off the kept-alive
+        # connection so the error answer reaches the client (the dispatcher's drain would wait
+        # for bytes already consumed).
+        while remaining > 0:
+            chunk = h.rfile.read(min(_CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+        h._body = b""
         if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise
         raise HubError(507, f"The local Hub could not store the upload ({err.strerror}); free disk space and retry.") from err

@@ -9,7 +9,7 @@ import time
 
 import yaml
 
-from .storage import HubError, validate_repo_id
+from .storage import HubError, matches_lfs, validate_repo_id
 
 LFS_THRESHOLD = 10 * 1024 * 1024  # the Hub's size above which a file must go to LFS
 _URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -171,7 +171,9 @@ def info(h, repo, revision: str = "main") -> None:
 
 
 def preupload(h, repo, revision: str) -> None:
-    """Files >= 10 MB go to LFS (the Hub's rule); smaller ones inline in the commit.
+    """As the Hub: a file goes to LFS if it is >= 10 MB or its path matches an LFS pattern of the
+    branch's .gitattributes (*.parquet, *.safetensors, ...); other files go inline in the commit.
+    Clients that preupload and then drop the file (datasets' push_to_hub) rely on this.
 
     Marking a file "lfs" makes a client with hf_xet ask for a xet token; `use_endpoint` sets
     HF_HUB_DISABLE_XET for local endpoints so those files take the LFS basic-transfer path.
@@ -181,10 +183,11 @@ def preupload(h, repo, revision: str) -> None:
     branch = revision
     current = repo.refs()["branches"].get(branch)
     existing = repo.files(current) if current else {}
+    rules = repo.lfs_rules(current)
     out = []
     for f in body.get("files", []):
         path, size = f.get("path", ""), int(f.get("size", 0))
-        mode = "lfs" if size >= LFS_THRESHOLD else "regular"
+        mode = "lfs" if size >= LFS_THRESHOLD or matches_lfs(path, rules) else "regular"
         oid = None
         if path in existing:
             entry = repo.entry(current, path)

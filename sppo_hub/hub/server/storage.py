@@ -10,6 +10,7 @@ unreferenced objects behind, so readers never see half a commit.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -29,7 +30,8 @@ REPO_TYPES = ("model", "dataset", "space")
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1\n"
 FILE_MODE = 0o100644
-# Patterns the Hub writes into a new repo's .gitattributes (files above 10 MB go to LFS anyway).
+# Patterns written into a new repo's .gitattributes, like the Hub's default: preupload answers "lfs"
+# for paths matching them (and for any file of 10 MB or more), so binaries never go inline.
 GITATTRIBUTES = "".join(
     f"{p} filter=lfs diff=lfs merge=lfs -text\n"
     for p in ("*.bin", "*.safetensors", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.onnx", "*.parquet",
@@ -65,6 +67,42 @@ def check_path(path: str) -> None:
     if not path or path.startswith("/") or any(p in ("", ".", "..", ".git") for p in parts) or "\x00" in path:
         raise HubError(400, f"Invalid path in repo {path!r}: use a relative path like 'folder/file.txt' "
                             "(no empty, '.', '..' or '.git' parts).")
+
+
+def lfs_rules(gitattributes: str) -> list[tuple[str, bool]]:
+    """(pattern, is_lfs) for each .gitattributes line that sets or unsets the `filter` attribute."""
+    rules = []
+    for line in gitattributes.splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        for attr in fields[1:]:
+            if attr == "filter=lfs":
+                rules.append((fields[0], True))
+            elif attr in ("-filter", "!filter") or attr.startswith("filter="):
+                rules.append((fields[0], False))
+    return rules
+
+
+def matches_lfs(path: str, rules: list[tuple[str, bool]]) -> bool:
+    """Whether `path` gets `filter=lfs` from `rules` (git's rule: the last matching line wins).
+
+    A pattern without '/' matches the file name at any depth; one with '/' matches the whole path
+    from the repo root ('**/' and '/**' as in git, '*' otherwise also crossing '/': close enough here).
+    """
+    name = path.rsplit("/", 1)[-1]
+    result = False
+    for pattern, is_lfs in rules:
+        pat = pattern.lstrip("/")
+        if "/" not in pattern:
+            hit = fnmatch.fnmatchcase(name, pat)
+        elif pat.startswith("**/"):
+            hit = fnmatch.fnmatchcase(path, pat[3:]) or fnmatch.fnmatchcase(path, pat)
+        else:
+            hit = fnmatch.fnmatchcase(path, pat)
+        if hit:
+            result = is_lfs
+    return result
 
 
 def lfs_pointer(oid: str, size: int) -> bytes:
@@ -238,6 +276,13 @@ class HubRepo:
             out.append(Entry(full, "directory", e.sha.decode()) if isinstance(obj, Tree)
                        else self._blob_entry(full, obj))
         return out
+
+    def lfs_rules(self, commit_sha: str | None) -> list[tuple[str, bool]]:
+        """The LFS rules of the .gitattributes at `commit_sha` (none without a commit or the file)."""
+        entry = self.entry(commit_sha, ".gitattributes") if commit_sha else None
+        if entry is None or entry.type != "file" or entry.lfs:
+            return []
+        return lfs_rules(self.read_blob(entry.oid).decode("utf-8", "replace"))
 
     def read_blob(self, sha: str) -> bytes:
         return self.git[sha.encode()].as_raw_string()
