@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LOSSES", "SPPO_LOSSES", "dpo", "get_loss", "inpo", "ipo", "resolve_eta", "sppo", "sppo_hard", "sppo_single"]
+__all__ = ["LOSSES", "SPPO_LOSSES", "check_probabilities", "dpo", "get_loss", "inpo", "ipo", "resolve_eta", "sppo", "sppo_hard", "sppo_single"]
 
 DEFAULT_ETA = 1000.0  # = 1 / 0.001, the beta of the paper's released code
 
@@ -43,7 +43,8 @@ def resolve_eta(eta: float | None = None, beta: float | None = None, default: fl
     return float(default)
 
 
-def _check_probs(name: str, p: torch.Tensor) -> torch.Tensor:
+def check_probabilities(name: str, p: torch.Tensor) -> torch.Tensor:
+    """`p` unchanged, or a ValueError naming `name` when it holds NaN or values outside [0, 1]."""
     if torch.isnan(p).any() or (p < 0).any() or (p > 1).any():
         raise ValueError(f"{name} must hold probabilities in [0, 1]; got values from {p.min().item()} to {p.max().item()}.")
     return p
@@ -64,8 +65,8 @@ def sppo(
     advantage in win rate over a fair coin.
     """
     eta = resolve_eta(eta, beta)
-    p_w = _check_probs("chosen_probs_win", chosen_probs_win).to(chosen_logratios)
-    p_l = _check_probs("chosen_probs_lose", chosen_probs_lose).to(rejected_logratios)
+    p_w = check_probabilities("chosen_probs_win", chosen_probs_win).to(chosen_logratios)
+    p_l = check_probabilities("chosen_probs_lose", chosen_probs_lose).to(rejected_logratios)
     return ((chosen_logratios - eta * (p_w - 0.5)) ** 2 + (rejected_logratios - eta * (p_l - 0.5)) ** 2) / 2
 
 
@@ -77,7 +78,7 @@ def sppo_single(
     beta: float | None = None,
 ) -> torch.Tensor:
     """SPPO with only the pairwise P = P(y_w > y_l | x): winner target eta (P - 1/2), loser eta (1/2 - P); averaged."""
-    p = _check_probs("chosen_probs", chosen_probs).to(chosen_logratios)
+    p = check_probabilities("chosen_probs", chosen_probs).to(chosen_logratios)
     return sppo(chosen_logratios, rejected_logratios, p, 1 - p, eta=eta, beta=beta)
 
 

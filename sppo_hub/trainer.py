@@ -211,10 +211,7 @@ def _check_columns(dataset, loss_name: str, name: str) -> None:
                              f"columns present: {sorted(cols)}. Build pairs with sppo_hub.data.")
     for col in PROBABILITY_COLUMNS:
         if col in cols and len(dataset):
-            values = torch.tensor(dataset[col], dtype=torch.float64)
-            if torch.isnan(values).any() or (values < 0).any() or (values > 1).any():
-                raise ValueError(f"{name} column {col!r} must hold probabilities in [0, 1]; "
-                                 f"found values from {values.min().item()} to {values.max().item()}.")
+            losses.check_probabilities(f"{name} column {col!r}", torch.tensor(dataset[col], dtype=torch.float64))
 
 
 def save_policy(trainer: DPOTrainer, out_dir: str | Path, merge: bool = False, dtype: "torch.dtype | None" = None) -> Path:

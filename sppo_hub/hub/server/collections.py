@@ -106,6 +106,15 @@ def _get(h, slug: str) -> dict:
     return c
 
 
+def _writable(h, data: dict, slug: str) -> dict:
+    """The collection `slug` from loaded `data`, after checking the caller may write to its owner's namespace."""
+    c = data.get(slug)
+    if c is None:
+        raise HubError(404, f"Collection {slug!r} not found")
+    h.require_write(c["owner"])
+    return c
+
+
 def get_collection(h, slug: str) -> None:
     h.send(200, _public(_get(h, slug)))
 
@@ -114,9 +123,7 @@ def delete_collection(h, slug: str) -> None:
     store = h.server.collections
     with store.lock:
         data = store.load()
-        if slug not in data:
-            raise HubError(404, f"Collection {slug!r} not found")
-        h.require_write(data[slug]["owner"])
+        _writable(h, data, slug)
         del data[slug]
         store.save(data)
     h.send(200, {})
@@ -133,10 +140,7 @@ def add_item(h, slug: str) -> None:
     store = h.server.collections
     with store.lock:
         data = store.load()
-        c = data.get(slug)
-        if c is None:
-            raise HubError(404, f"Collection {slug!r} not found")
-        h.require_write(c["owner"])
+        c = _writable(h, data, slug)
         if any(i["id"] == item_id and i["type"] == item_type for i in c["items"]):
             raise HubError(409, f"{item_type} {item_id} is already in the collection")
         entry = {"_id": secrets.token_hex(12), "id": item_id, "type": item_type, "position": len(c["items"])}
@@ -152,10 +156,7 @@ def delete_item(h, slug: str, item_object_id: str) -> None:
     store = h.server.collections
     with store.lock:
         data = store.load()
-        c = data.get(slug)
-        if c is None:
-            raise HubError(404, f"Collection {slug!r} not found")
-        h.require_write(c["owner"])
+        c = _writable(h, data, slug)
         c["items"] = [i for i in c["items"] if i["_id"] != item_object_id]
         for pos, i in enumerate(c["items"]):
             i["position"] = pos
