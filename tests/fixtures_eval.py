@@ -34,7 +34,8 @@ def _handler(state: _Judge):
             state.requests.append(body)
             if state.fail_next > 0:
                 state.fail_next -= 1
-                self._send(503, {"error": {"message": "judge overloaded", "type": "server_error"}})
+                self._send(503, {"error": {"message": "judge overloaded", "type": "server_error"}},
+                           {"retry-after-ms": "10"})  # the openai client's retries wait this long
                 return
             if body.get("logprobs"):
                 p = state.p_first_token
@@ -52,9 +53,11 @@ def _handler(state: _Judge):
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
             })
 
-        def _send(self, code: int, payload: dict):
+        def _send(self, code: int, payload: dict, headers: dict | None = None):
             data = json.dumps(payload).encode()
             self.send_response(code)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

@@ -157,6 +157,13 @@ def test_bad_outputs_are_reported(alpaca_dir, tmp_path):
     assert not (tmp_path / "o" / "model_outputs.json").exists()
     with pytest.raises(ValueError, match="preference"):
         score_annotations([{"output_2": "x"}])
+    rows = [{"output_2": "x", "preference": 2.0}, {"output_2": "y", "preference": "two"}]
+    with pytest.raises(ValueError, match=r"row 2 has 'preference': 'two'; use a number"):
+        score_annotations(rows)
+    bad_file = tmp_path / "annotations.json"
+    bad_file.write_text(json.dumps(rows))
+    code = main(["eval", "alpaca-eval", "--annotations", str(bad_file), "--out", str(tmp_path / "scored")])
+    assert code == 2 and not (tmp_path / "scored" / "metrics.json").exists()
 
 
 def test_cli_generate_and_local_judge(tiny_model_dir, alpaca_dir, tmp_path, capsys):

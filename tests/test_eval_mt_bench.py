@@ -86,8 +86,8 @@ def test_endpoint_judge_scores_and_resumes_after_outage(judge_endpoint, mt_bench
     answers = _answers(picked, tmp_path / "answers.jsonl")
     out = tmp_path / "out"
 
-    # A judge that fails for good after 2 judgments: retried, then the run stops with the 2 cached.
-    chat = endpoint_chat(judge_endpoint.base_url, "judge-model", retries=1, backoff=0.01)
+    # A judge that fails for good after 2 judgments: the client retries, then the run stops with the 2 cached.
+    chat = endpoint_chat(judge_endpoint.base_url, "judge-model", retries=1)
     calls = {"n": 0}
 
     def flaky(messages):
@@ -124,3 +124,57 @@ def test_cli_missing_key_and_missing_answers(mt_bench_dir, tmp_path, monkeypatch
                  "2", "--base-url", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "o")])
     assert code == 2
     assert f"no answer for question_id(s) [{questions[1]['question_id']}]" in capsys.readouterr().err
+
+
+def _small_set(mt_bench_dir, tmp_path, n=2):
+    questions, _, _ = load_mt_bench(mt_bench_dir)
+    picked = questions[:n]
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("reference_answer_gpt-4.jsonl", "judge_prompts.jsonl"):
+        (data / name).write_text((mt_bench_dir / name).read_text())
+    (data / "question.jsonl").write_text("".join(json.dumps(q) + "\n" for q in picked))
+    return picked, data
+
+
+def test_corrected_answers_are_judged_again_and_replace_the_old_file(judge_endpoint, mt_bench_dir, tmp_path):
+    """The cache is keyed by what the judge read: a rerun into the same --out with one corrected
+    answer re-judges exactly that answer's turns and keeps the corrected answers file."""
+    picked, data = _small_set(mt_bench_dir, tmp_path)
+    answers = _answers(picked, tmp_path / "answers.jsonl")
+    chat = endpoint_chat(judge_endpoint.base_url, "judge-model", retries=0)
+    out = tmp_path / "out"
+    first = run_mt_bench(out, answers_file=answers, data_dir=data, chat=chat, judge_name="judge-model")
+    assert first["overall"] == 7.0 and len(judge_endpoint.requests) == 4
+    rows = [json.loads(line) for line in answers.read_text().splitlines()]
+    rows[0]["choices"][0]["turns"][0] = "a corrected first answer"
+    answers.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    judge_endpoint.reply = "Better. Rating: [[9]]"
+    again = run_mt_bench(out, answers_file=answers, data_dir=data, chat=chat, judge_name="judge-model")
+    # turn 1 and turn 2 of question 1 both show the changed first answer: 2 new judgments, 2 reused
+    new = judge_endpoint.requests[4:]
+    assert len(new) == 2 and all("a corrected first answer" in r["messages"][-1]["content"] for r in new)
+    assert again["overall"] == pytest.approx((9 + 9 + 7 + 7) / 4)
+    kept = [json.loads(line) for line in (out / "model_answer.jsonl").read_text().splitlines()]
+    assert kept[0]["choices"][0]["turns"][0] == "a corrected first answer"
+    # same answers again: everything comes from the cache
+    run_mt_bench(out, answers_file=answers, data_dir=data, chat=chat, judge_name="judge-model")
+    assert len(judge_endpoint.requests) == 6
+
+
+@pytest.mark.parametrize("broken, field", [
+    ({"choices": None}, "'choices' is missing"),
+    ({"choices": [{"index": 0, "turns": ["only turn one"]}]}, "turn 2 is missing"),
+    ({"model_id": None}, "'model_id' is missing"),
+])
+def test_malformed_answers_fail_before_judging(broken, field, judge_endpoint, mt_bench_dir, tmp_path, capsys):
+    picked, data = _small_set(mt_bench_dir, tmp_path)
+    answers = _answers(picked, tmp_path / "answers.jsonl")
+    rows = [json.loads(line) for line in answers.read_text().splitlines()]
+    rows[1] = {k: v for k, v in {**rows[1], **broken}.items() if v is not None}
+    answers.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code = main(["eval", "mt-bench", "--answers", str(answers), "--data-dir", str(data), "--base-url",
+                 judge_endpoint.base_url, "--judge-model", "judge-model", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and field in err and "row 2" in err and "Traceback" not in err
+    assert judge_endpoint.requests == [] and not (tmp_path / "o" / "judgments.jsonl").exists()

@@ -91,7 +91,10 @@ class _Endpoint(BaseHTTPRequestHandler):
         cls.requests.append((self.headers.get("Authorization"), body))
         if cls.fail_first > 0:
             cls.fail_first -= 1
-            self._send(503, {"error": {"message": "overloaded"}})
+            self._send(503, {"error": {"message": "overloaded"}}, {"retry-after-ms": "10"})
+            return
+        if body["model"] == "no-such-model":
+            self._send(404, {"error": {"message": "model not found"}})
             return
         text = body["messages"][0]["content"]
         a = text.split("[Response A]\n")[1].split("\n\n[Response B]")[0]
@@ -104,9 +107,11 @@ class _Endpoint(BaseHTTPRequestHandler):
                                       "logprobs": {"content": [{"token": "A", "logprob": la, "bytes": None,
                                                                 "top_logprobs": top}]}}]})
 
-    def _send(self, code, obj):
+    def _send(self, code, obj, headers=None):
         data = json.dumps(obj).encode()
         self.send_response(code)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -129,20 +134,31 @@ def endpoint():
 
 def test_endpoint_judge_reads_verdict_logprobs_with_retries(endpoint, monkeypatch):
     monkeypatch.setenv("SPPO_TEST_JUDGE_KEY", "sk-test-secret")
-    _Endpoint.fail_first = 2  # the first two requests get 503: retried with backoff
-    judge = LLMJudge("judge-model", base_url=endpoint, api_key_env="SPPO_TEST_JUDGE_KEY", backoff=0.01,
-                     batch_size=1, show_progress=False)
+    _Endpoint.fail_first = 2  # the first two requests get 503: the openai client retries them (Retry-After)
+    judge = LLMJudge("judge-model", base_url=endpoint, api_key_env="SPPO_TEST_JUDGE_KEY", batch_size=1,
+                     show_progress=False)
+    assert judge._client.max_retries == 5 and judge._client.timeout == 60.0
     [table] = judge.pairwise_tables(PROMPTS[:1], [["short", "a much longer answer"]])
     assert table[1, 0] == pytest.approx(1.6) and table[0, 1] == pytest.approx(-1.6)
     assert len(_Endpoint.requests) == 4
     auth, body = _Endpoint.requests[-1]
     assert auth == "Bearer sk-test-secret" and body["max_tokens"] == 1 and body["logprobs"] is True
     assert body["model"] == "judge-model"
+    # a refusal (404: unknown model) is not retried and names the endpoint
+    refusing = LLMJudge("no-such-model", base_url=endpoint, batch_size=1, show_progress=False)
+    n = len(_Endpoint.requests)
+    with pytest.raises(RuntimeError, match="refused the request"):
+        refusing.pairwise_tables(PROMPTS[:1], [["a", "b"]])
+    assert len(_Endpoint.requests) - n == 2  # one per ordered pair, none retried
+    # the 503s are retried, then give up with a clear error
+    _Endpoint.fail_first = 10
+    flaky = LLMJudge("judge-model", base_url=endpoint, max_retries=1, batch_size=1, show_progress=False)
+    with pytest.raises(RuntimeError, match="failed 2 times"):
+        flaky.pairwise_tables(PROMPTS[:1], [["a", "b"]])
 
 
 def test_unreachable_endpoint_fails_clearly_after_retries(monkeypatch):
-    judge = LLMJudge("m", base_url="http://127.0.0.1:9/v1", max_retries=2, backoff=0.01, timeout=2,
-                     show_progress=False)
+    judge = LLMJudge("m", base_url="http://127.0.0.1:9/v1", max_retries=2, timeout=2, show_progress=False)
     with pytest.raises(RuntimeError, match=r"127\.0\.0\.1:9/v1 failed 3 times .*server is running"):
         judge.pairwise_tables(["p"], [["a", "b"]])
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import numbers
 import os
 import tempfile
 from pathlib import Path
@@ -205,6 +207,18 @@ def annotate_with_alpaca_eval(outputs: list[dict], reference: list[dict], annota
     return annotations.to_dict("records") if hasattr(annotations, "to_dict") else list(annotations)
 
 
+def check_preferences(annotations: list[dict]) -> None:
+    """alpaca_eval's encoding: 1 = reference wins, 2 = model wins, 1.5 or 0 = draw, values in between for
+    weighted annotators, null = not annotated. Anything else fails here, naming the row, not deep in pandas."""
+    for n, a in enumerate(annotations, 1):
+        p = a.get("preference")
+        if p is None or (isinstance(p, float) and math.isnan(p)):
+            continue
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not (p == 0 or 1 <= p <= 2):
+            raise ValueError(f"annotations: row {n} has 'preference': {p!r}; use a number: 1 (reference wins), "
+                             "2 (model wins), 1.5 or 0 (draw), a value between 1 and 2, or null")
+
+
 def score_annotations(annotations: list[dict], length_controlled: bool = True) -> dict:
     """alpaca_eval's metrics for annotations (win_rate... avg_length; LC via its GLM when possible)."""
     import pandas as pd
@@ -214,6 +228,7 @@ def score_annotations(annotations: list[dict], length_controlled: bool = True) -
     for col in ("preference", "output_2"):
         if col not in df:
             raise ValueError(f"annotations: missing the '{col}' field; pass an alpaca_eval annotations.json")
+    check_preferences(annotations)
     metrics = {k: _plain(v) for k, v in get_winrate(df).items()}
     metrics["avg_length"] = int(df["output_2"].astype(str).str.len().mean())
     metrics["length_controlled_winrate"] = None

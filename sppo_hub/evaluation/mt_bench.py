@@ -9,6 +9,7 @@ Judgments are cached as JSON lines, so a run whose judge endpoint went down resu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -156,29 +157,35 @@ def parse_rating(judgment: str) -> float:
 
 
 def endpoint_chat(base_url: str | None, model: str, api_key_env: str = "OPENAI_API_KEY", retries: int = 3,
-                  backoff: float = 2.0, max_tokens: int = 2048) -> ChatFn:
-    """A judge through an OpenAI-compatible endpoint (temperature 0), retried with exponential backoff."""
+                  timeout: float = 120.0, max_tokens: int = 2048) -> ChatFn:
+    """A judge through an OpenAI-compatible endpoint (temperature 0).
+
+    The `openai` client retries connection errors, timeouts, 408/409/429 and 5xx itself (`retries`
+    times, exponential backoff with jitter, Retry-After honoured); what still fails stops the run
+    with JudgeUnavailableError, the judgments made so far staying cached.
+    """
     import openai
 
     key = os.environ.get(api_key_env)
     if not key and base_url is None:
         raise ValueError(f"judge: the OpenAI API needs ${api_key_env}; export it, or pass --base-url for an "
                          "OpenAI-compatible endpoint, or --local-judge-model for a local chat model")
-    client = openai.OpenAI(base_url=base_url, api_key=key or "EMPTY", max_retries=0)
+    client = openai.OpenAI(base_url=base_url, api_key=key or "EMPTY", max_retries=int(retries), timeout=timeout)
+    where = f"{base_url or 'the OpenAI API'} ({model})"
 
     def chat(messages: list[dict]) -> str:
-        for attempt in range(retries + 1):
-            try:
-                r = client.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=max_tokens)
-                return r.choices[0].message.content or ""
-            except (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError,
-                    openai.InternalServerError) as err:
-                if attempt == retries:
-                    raise JudgeUnavailableError(
-                        f"judge: {base_url or 'the OpenAI API'} ({model}) failed {retries + 1} times ({err}); "
-                        "judgments so far are cached: rerun the same command to resume") from err
-                time.sleep(backoff * 2**attempt)
-        raise AssertionError("unreachable")
+        try:
+            r = client.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=max_tokens)
+        except openai.APIStatusError as err:
+            if err.status_code in (408, 409, 429) or err.status_code >= 500:
+                raise JudgeUnavailableError(f"judge: {where} failed {retries + 1} times ({err}); judgments so far "
+                                            "are cached: rerun the same command to resume") from err
+            raise JudgeUnavailableError(f"judge: {where} refused the request ({err}); check --judge-model, "
+                                        f"--base-url and ${api_key_env}") from err
+        except (openai.APIConnectionError, openai.APITimeoutError) as err:
+            raise JudgeUnavailableError(f"judge: {where} failed {retries + 1} times ({err}); judgments so far "
+                                        "are cached: rerun the same command to resume") from err
+        return r.choices[0].message.content or ""
 
     return chat
 
@@ -192,14 +199,23 @@ def local_chat(model: str, max_new_tokens: int = 256, **backend_kwargs) -> ChatF
     return lambda messages: generator.generate([messages])[0][0]
 
 
+def judgment_key(judge_name: str, messages: list[dict]) -> str:
+    """Cache key of one judgment: a hash of the judge and the exact prompt it reads (question, answer,
+    reference), so a corrected answer or reference is judged again instead of reusing a stale score."""
+    text = json.dumps({"judge": judge_name, "messages": messages}, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def judge_answers(questions: list[dict], answers: list[dict], refs: dict, prompts: dict, chat: ChatFn,
                   judge_name: str, cache_file: str | os.PathLike) -> list[dict]:
-    """One judgment per (question, turn); cached judgments are reused, new ones appended as they come."""
+    """One judgment per (question, turn); cached judgments of the same content are reused, new ones
+    appended as they come (a cache row without a content key, from an older version, is ignored)."""
     cache_file = Path(cache_file)
     done = {}
     if cache_file.exists():
         for row in _read_jsonl(cache_file, "judgment cache"):
-            done[(row["question_id"], row["turn"], row["model"], row["judge"])] = row
+            if row.get("key"):
+                done[row["key"]] = row
     by_id = {a["question_id"]: a for a in answers}
     jobs = [(q, t) for q in questions for t in (1, 2)]
     out = []
@@ -207,17 +223,39 @@ def judge_answers(questions: list[dict], answers: list[dict], refs: dict, prompt
     with open(cache_file, "a", encoding="utf-8") as f:
         for q, turn in tqdm(jobs, desc=f"MT-Bench judging ({judge_name})", unit="turn"):
             ans = by_id[q["question_id"]]
-            key = (q["question_id"], turn, ans["model_id"], judge_name)
+            messages = judge_messages(q, ans, turn, prompts, refs.get(q["question_id"]))
+            key = judgment_key(judge_name, messages)
             if key not in done:
-                messages = judge_messages(q, ans, turn, prompts, refs.get(q["question_id"]))
                 judgment = chat(messages)
-                done[key] = {"question_id": q["question_id"], "turn": turn, "model": ans["model_id"],
+                done[key] = {"key": key, "question_id": q["question_id"], "turn": turn, "model": ans["model_id"],
                              "judge": judge_name, "category": q["category"], "user_prompt": messages[-1]["content"],
                              "judgment": judgment, "score": parse_rating(judgment), "tstamp": time.time()}
                 f.write(json.dumps(done[key], ensure_ascii=False) + "\n")
                 f.flush()
-            out.append(done[key])
+            out.append({**done[key], "model": ans["model_id"]})
     return out
+
+
+def check_answers(answers: list[dict], where: str) -> None:
+    """Fail before any judging on answers MT-Bench cannot grade, naming the row and the field."""
+    for n, a in enumerate(answers, 1):
+        row = f"answers: {where} row {n} (question_id {a.get('question_id', '?')})" if isinstance(a, dict) \
+            else f"answers: {where} row {n}"
+        if not isinstance(a, dict) or "question_id" not in a:
+            raise ValueError(f"{row}: 'question_id' is missing; each row is FastChat's model_answer format "
+                             "{question_id, model_id, choices: [{turns: [turn 1, turn 2]}]}")
+        if not isinstance(a.get("model_id"), str) or not a["model_id"]:
+            raise ValueError(f"{row}: 'model_id' is missing; name the model that wrote the answers")
+        choices = a.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise ValueError(f"{row}: 'choices' is missing or empty; give choices: [{{turns: [turn 1, turn 2]}}]")
+        turns = choices[0].get("turns")
+        if not isinstance(turns, list) or len(turns) < 2:
+            got = len(turns) if isinstance(turns, list) else 0
+            raise ValueError(f"{row}: 'choices[0].turns' has {got} turn(s); MT-Bench needs both turns "
+                             f"(turn {got + 1} is missing): regenerate the answers")
+        if not all(isinstance(t, str) for t in turns[:2]):
+            raise ValueError(f"{row}: 'choices[0].turns' must hold text (strings)")
 
 
 def summarize(judgments: list[dict]) -> dict:
@@ -276,8 +314,14 @@ def run_mt_bench(out_dir: str | os.PathLike, model: str | None = None, answers_f
     answers_path = out / "model_answer.jsonl"
     if answers_file:
         answers = _read_jsonl(answers_file, "answers")
+        check_answers(answers, str(answers_file))
     elif answers_path.exists():
         answers = _read_jsonl(answers_path, "answers")  # resume: answers already generated
+        check_answers(answers, str(answers_path))
+        wanted = model_id or (Path(str(model)).name if model else None)
+        if wanted and answers and answers[0]["model_id"] != wanted:
+            raise ValueError(f"answers: {answers_path} holds answers of {answers[0]['model_id']!r}, not {wanted!r}; "
+                             "use another --out or delete that file to generate new answers")
     elif model:
         answers = generate_answers(model, questions, max_new_tokens, backend, model_id)
     else:
@@ -286,9 +330,10 @@ def run_mt_bench(out_dir: str | os.PathLike, model: str | None = None, answers_f
     missing = [q["question_id"] for q in questions if q["question_id"] not in have]
     if missing:
         raise ValueError(f"answers: no answer for question_id(s) {missing[:10]}; regenerate the answers")
-    if not answers_path.exists():
-        tmp = answers_path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers), encoding="utf-8")
+    text = "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers)
+    if not answers_path.exists() or answers_path.read_text(encoding="utf-8") != text:
+        tmp = answers_path.with_suffix(".tmp")  # the answers judged are the answers kept (corrected ones replace)
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, answers_path)
     judgments = judge_answers(questions, answers, refs, prompts, chat, judge_name, out / "judgments.jsonl")
     summary = {"model": answers[0]["model_id"], "judge": judge_name, **summarize(judgments)}

@@ -9,7 +9,8 @@ Two ways to run the judge model:
 - local (`model=` folder or Hub repo id): one forward pass per ordered pair, batched with left
   padding, reading only the last position's logits (no generation);
 - an OpenAI-compatible endpoint (`base_url=`): one chat completion with `max_tokens=1` and
-  `top_logprobs` per pair, concurrent requests, retries with exponential backoff, then a clear error.
+  `top_logprobs` per pair, concurrent requests; the `openai` client's own retries (exponential
+  backoff with jitter, honouring Retry-After) and timeout, then one clear error.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -65,7 +65,7 @@ class LLMJudge(PairwiseJudge):
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key_env: str | None = None,
                  template: str | None = None, batch_size: int = 8, max_length: int | None = 1024,
                  device: str | None = None, dtype: str = "auto", revision: str | None = None,
-                 max_retries: int = 5, backoff: float = 1.0, timeout: float = 60.0, name: str | None = None,
+                 max_retries: int = 5, timeout: float = 60.0, name: str | None = None,
                  show_progress: bool = True, trust_remote_code: bool = False, share_prefix: bool = True):
         if not model:
             raise ValueError("judge.model: the LLM judge needs a model (local folder, Hub id, or the endpoint's model name)")
@@ -74,7 +74,9 @@ class LLMJudge(PairwiseJudge):
         self.batch_size = int(batch_size)
         self.max_length = max_length
         self.base_url = base_url
-        self.max_retries, self.backoff, self.timeout = int(max_retries), float(backoff), float(timeout)
+        self.max_retries, self.timeout = int(max_retries), float(timeout)
+        if self.max_retries < 0 or self.timeout <= 0:
+            raise ValueError(f"judge: max_retries={max_retries} must be >= 0 and timeout={timeout} > 0 seconds")
         self.name = name or f"llm:{self.model_id}"
         self.show_progress = show_progress
         self.share_prefix = share_prefix
@@ -225,28 +227,30 @@ class LLMJudge(PairwiseJudge):
                 raise ValueError(f"judge.api_key_env: environment variable {api_key_env} is not set; export it first")
         else:
             key = "EMPTY"  # local servers (vLLM, llama.cpp) accept any key
-        # Retries are ours (exponential backoff, then one clear error), so the client's are off.
-        return OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=self.timeout)
+        # The client retries connection errors, timeouts, 408/409/429 and 5xx itself (exponential
+        # backoff with jitter, Retry-After honoured); other 4xx answers are not retried.
+        return OpenAI(base_url=base_url, api_key=key, max_retries=self.max_retries, timeout=self.timeout)
 
     def _endpoint_score(self, job: tuple[str, str, str]) -> float:
-        last_error = None
-        for attempt in range(self.max_retries + 1):
-            try:
-                reply = self._client.chat.completions.create(
-                    model=self.model_id, messages=self.messages(*job), max_tokens=1, temperature=0.0,
-                    logprobs=True, top_logprobs=20)
-                return self._score_from_logprobs(reply.choices[0].logprobs.content[0].top_logprobs)
-            except Exception as err:  # connection errors, 5xx, rate limits: retry
-                if getattr(err, "status_code", 500) in (400, 401, 403, 404, 422):
-                    raise RuntimeError(f"{self.name}: the endpoint {self.base_url} refused the request "
-                                       f"({type(err).__name__}: {err})") from None
-                last_error = err
-                if attempt < self.max_retries:
-                    time.sleep(self.backoff * 2**attempt)
-        raise RuntimeError(
+        import openai
+
+        try:
+            reply = self._client.chat.completions.create(
+                model=self.model_id, messages=self.messages(*job), max_tokens=1, temperature=0.0,
+                logprobs=True, top_logprobs=20)
+        except openai.APIStatusError as err:
+            if err.status_code in (408, 409, 429) or err.status_code >= 500:  # still failing after the retries
+                raise self._unavailable(err) from None
+            raise RuntimeError(f"{self.name}: the endpoint {self.base_url} refused the request "
+                               f"({type(err).__name__}: {err})") from None
+        except (openai.APIConnectionError, openai.APITimeoutError) as err:
+            raise self._unavailable(err) from None
+        return self._score_from_logprobs(reply.choices[0].logprobs.content[0].top_logprobs)
+
+    def _unavailable(self, err: Exception) -> RuntimeError:
+        return RuntimeError(
             f"{self.name}: the endpoint {self.base_url} failed {self.max_retries + 1} times "
-            f"({type(last_error).__name__}: {last_error}); check that the server is running and serves "
-            f"model {self.model_id!r}"
+            f"({type(err).__name__}: {err}); check that the server is running and serves model {self.model_id!r}"
         )
 
     @staticmethod
