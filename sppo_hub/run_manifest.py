@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,46 @@ class RunManifest:
         for it, stages in self.data["iterations"].items():
             out[it] = {name: entry["artifacts"] for name, entry in stages.items()}
         return out
+
+
+class StageTimer:
+    """Wall time of a stage and the share of it spent in model compute (generate/judge/train)."""
+
+    def __init__(self) -> None:
+        self.compute = 0.0
+
+    @contextmanager
+    def computing(self):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.compute += time.perf_counter() - start
+
+
+def open_run_manifest(config, resume: bool) -> RunManifest:
+    """A new run's manifest (refusing to overwrite one), or, with `resume`, the existing one if the recipe matches."""
+    from .config import save_recipe
+
+    run_dir = config.run_dir
+    data = config.to_dict()
+    if resume:
+        manifest = RunManifest.load(run_dir)
+        diff = config_differences(manifest.data["config"], data)
+        if diff:
+            raise ValueError(
+                f"--resume: the recipe differs from the one the run in {run_dir} started with "
+                f"({', '.join(diff[:5])}); resume with the same recipe, or start a new run with another output_dir."
+            )
+        return manifest
+    if (run_dir / MANIFEST_NAME).exists():
+        raise ValueError(
+            f"output_dir {str(run_dir)!r} already holds a run (manifest.json); pass --resume to continue it, "
+            "or set output_dir=<new folder> / run_name=<new name>."
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_recipe(config, run_dir / "recipe.yaml")
+    return RunManifest.create(run_dir, config.run_name, data)
 
 
 def stage_timings(manifest: RunManifest) -> dict[str, float]:

@@ -1,0 +1,53 @@
+"""Stages `baseline` and `compare`: pi_t against pi_0 and pi_{t-1} on held-out prompts, judged both ways round."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..run_manifest import atomic_write_text
+from .context import RunContext
+
+
+def _responses(ctx: RunContext, t: int, model: str, timer) -> dict:
+    """One sampled response of pi_t per held-out prompt, saved in iter<t>/."""
+    from ..generation import generate_responses
+
+    sampling = ctx.sampling(0, num_samples=1)  # same seed every iteration: only the policy differs
+    with timer.computing():
+        ds = generate_responses(model, ctx.heldout_prompts(), sampling, backend=ctx.config.generation_backend,
+                                **ctx.config.generation_kwargs)
+    path = ctx.iter_dir(t) / "compare_responses.json"
+    atomic_write_text(path, json.dumps([r[0] for r in ds["responses"]], indent=1))
+    return {"path": str(path), "policy": model, "seed": sampling.seed}
+
+
+def _win_rate(ctx: RunContext, responses_a: list[str], responses_b: list[str], timer) -> float:
+    """Mean P(a > b) over the held-out prompts, both presentation orders judged."""
+    from ..preference import pairwise_probabilities
+
+    judge = ctx.judge()
+    with timer.computing():
+        tables = judge.pairwise_tables(ctx.heldout_prompts(), [[a, b] for a, b in zip(responses_a, responses_b)])
+    probs = [pairwise_probabilities(table, kind=judge.output_kind)[0, 1] for table in tables]
+    return float(sum(probs) / len(probs))
+
+
+def baseline(ctx: RunContext, t: int, timer) -> dict:
+    """Stage `baseline` (t=0): pi_0's responses, what every iteration is compared with."""
+    return _responses(ctx, 0, ctx.policy_path(0), timer)
+
+
+def compare(ctx: RunContext, t: int, timer) -> dict:
+    """Stage `compare`: pi_t's responses and its win rates against pi_0 and pi_{t-1}."""
+    art = _responses(ctx, t, ctx.policy_path(t), timer)
+    read = lambda i, name: json.loads(Path(ctx.artifacts(i, name)["path"]).read_text())  # noqa: E731
+    ours = json.loads(Path(art["path"]).read_text())
+    base = read(0, "baseline")
+    prev = base if t == 1 else read(t - 1, "compare")
+    art["win_rate_vs_base"] = round(_win_rate(ctx, ours, base, timer), 4)
+    art["win_rate_vs_previous"] = round(_win_rate(ctx, ours, prev, timer), 4)
+    ctx.console.print(
+        f"  pi_{t} win rate vs pi_{t - 1}: {art['win_rate_vs_previous']:.3f}, vs base: {art['win_rate_vs_base']:.3f}"
+    )
+    return art

