@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .storage import HubError, validate_repo_id
+from .validation import HubError, field, validate_repo_id
 
 _ITEM_TYPES = {"model", "dataset", "space", "paper", "collection"}
 
@@ -77,9 +77,9 @@ def list_collections(h) -> None:
 
 def create_collection(h) -> None:
     body = h.json_body()
-    title, namespace = (body.get("title") or "").strip(), body.get("namespace") or h.require_user()
-    if not title:
-        raise HubError(400, "Collection 'title' is required.")
+    title, namespace = field(body, "title", str, "").strip(), field(body, "namespace", str) or h.require_user()
+    if not title or len(title) > 256 or any(c in title for c in "\r\n\x00"):
+        raise HubError(400, "Collection 'title' is required: one line of at most 256 characters.")
     h.require_write(namespace)
     store = h.server.collections
     with store.lock:
@@ -131,8 +131,8 @@ def delete_collection(h, slug: str) -> None:
 
 def add_item(h, slug: str) -> None:
     body = h.json_body()
-    item = body.get("item") or {}
-    item_id, item_type = item.get("id", ""), item.get("type", "")
+    item = field(body, "item", dict, {})
+    item_id, item_type = field(item, "id", str, ""), field(item, "type", str, "")
     if item_type not in _ITEM_TYPES:
         raise HubError(400, f"Invalid item type {item_type!r}: use one of {sorted(_ITEM_TYPES)}.")
     if item_type in ("model", "dataset", "space"):
@@ -181,12 +181,10 @@ def route_space(method: str, repo_id: str, action: str):
 
 def _space(h, repo_id: str, write: bool):
     validate_repo_id(repo_id)
-    repo = h.server.storage.get("space", repo_id)
     if write or h.command != "GET":
         h.require_write(repo_id.split("/")[0])
-    else:
-        h.can_read(repo)
-    return repo
+        return h.server.storage.get("space", repo_id)
+    return h.readable_repo("space", repo_id)
 
 
 def space_variables(h, repo_id: str) -> None:

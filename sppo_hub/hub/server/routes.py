@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import time
 
 import yaml
 
-from .storage import HubError, matches_lfs, validate_repo_id
+from .lfs import lfs_pointer, matches_lfs
+from .validation import (HubError, byte_range, check_ref_name, decode_file, field, parse_commit, size_field,
+                         validate_repo_id)
 
 LFS_THRESHOLD = 10 * 1024 * 1024  # the Hub's size above which a file must go to LFS
 _URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -29,9 +29,9 @@ def repo_url(h, repo_type: str, repo_id: str) -> str:
 
 
 def _target(h, body: dict, key: str = "name") -> tuple[str, str]:
-    repo_type = body.get("type") or "model"
-    name = body.get(key) or ""
-    org = body.get("organization")
+    repo_type = field(body, "type", str, "model")
+    name = field(body, key, str, "")
+    org = field(body, "organization", str)
     user = h.require_user()
     repo_id = name if "/" in name else f"{org or user}/{name}"
     validate_repo_id(repo_id)
@@ -62,8 +62,8 @@ def delete_repo(h) -> None:
 
 def move_repo(h) -> None:
     body = h.json_body()
-    repo_type = body.get("type") or "model"
-    src, dst = body.get("fromRepo", ""), body.get("toRepo", "")
+    repo_type = field(body, "type", str, "model")
+    src, dst = field(body, "fromRepo", str, ""), field(body, "toRepo", str, "")
     for rid in (src, dst):
         validate_repo_id(rid)
         h.require_write(rid.split("/")[0])
@@ -74,7 +74,7 @@ def move_repo(h) -> None:
 def validate_yaml(h) -> None:
     """Checks the card's YAML parses to a mapping (the Hub's schema checks are not reproduced)."""
     body = h.json_body()
-    content = body.get("content") or ""
+    content = field(body, "content", str, "")
     if content.startswith("---"):
         content = content.split("---", 2)[1] if content.count("---") >= 2 else content
     try:
@@ -125,9 +125,7 @@ def repo_route(method: str, repo_type: str, repo_id: str, action: str, tail: lis
 
 
 def _open(h, repo_type: str, repo_id: str):
-    repo = h.server.storage.get(repo_type, repo_id)
-    h.can_read(repo)
-    return repo
+    return h.readable_repo(repo_type, repo_id)
 
 
 def _writable(h, repo) -> str:
@@ -185,8 +183,10 @@ def preupload(h, repo, revision: str) -> None:
     existing = repo.files(current) if current else {}
     rules = repo.lfs_rules(current)
     out = []
-    for f in body.get("files", []):
-        path, size = f.get("path", ""), int(f.get("size", 0))
+    for f in field(body, "files", list, []):
+        if not isinstance(f, dict):
+            raise HubError(400, "preupload 'files' must be a list of {path, size, sample} objects.")
+        path, size = field(f, "path", str, required=True), size_field(f)
         mode = "lfs" if size >= LFS_THRESHOLD or matches_lfs(path, rules) else "regular"
         oid = None
         if path in existing:
@@ -202,24 +202,17 @@ def commit(h, repo, revision: str) -> None:
     user = _writable(h, repo)
     if h.query.get("create_pr") in ("1", "true"):
         raise HubError(400, "The local Hub does not support pull requests: commit to a branch (create_pr=False).")
-    header, changes, folders = {}, {}, []
-    for line in raw.splitlines():
-        if not line.strip():
-            continue
-        item = json.loads(line)
-        key, value = item.get("key"), item.get("value", {})
-        if key == "header":
-            header = value
-        elif key == "file":
-            changes[value["path"]] = base64.b64decode(value["content"])
+    header, operations = parse_commit(raw)
+    changes, folders = {}, []
+    for key, value in operations:
+        if key == "file":
+            changes[value["path"]] = decode_file(value)
         elif key == "lfsFile":
             changes[value["path"]] = _lfs_pointer_for(h, value)
         elif key == "deletedFile":
             changes[value["path"]] = None
-        elif key == "deletedFolder":
-            folders.append(value["path"])
         else:
-            raise HubError(400, f"Unknown commit operation {key!r}")
+            folders.append(value["path"])
     with repo.lock:
         branches = repo.refs()["branches"]
         if revision not in branches:
@@ -237,9 +230,7 @@ def commit(h, repo, revision: str) -> None:
 
 
 def _lfs_pointer_for(h, value: dict) -> bytes:
-    from .storage import lfs_pointer
-
-    oid, size = value["oid"], int(value["size"])
+    oid, size = field(value, "oid", str, required=True), size_field(value)
     path = h.server.storage.lfs_path(oid)
     if not path.exists() or path.stat().st_size != size:
         raise HubError(400, f"LFS object {oid} for {value['path']!r} was not uploaded: upload it first.")
@@ -256,6 +247,8 @@ def paths_info(h, repo, revision: str) -> None:
     body = h.form_or_json()
     paths = body.get("paths") or []
     paths = [paths] if isinstance(paths, str) else paths
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise HubError(400, "paths-info 'paths' must be a list of paths in the repo.")
     sha = repo.resolve(revision)
     out = [e.to_json() for p in paths if (e := repo.entry(sha, p.strip("/"))) is not None]
     h.send(200, out)
@@ -277,11 +270,12 @@ def commits(h, repo, revision: str) -> None:
 def create_branch(h, repo, branch: str) -> None:
     body = h.json_body()
     _writable(h, repo)
-    _check_ref_name(branch)
-    start = repo.resolve(body.get("startingPoint") or "main")
-    if branch in repo.refs()["branches"]:
-        raise HubError(409, f"Branch {branch!r} already exists")
-    repo.set_ref(f"refs/heads/{branch}", start)
+    check_ref_name(branch)
+    start = repo.resolve(field(body, "startingPoint", str) or "main")
+    with repo.lock:
+        if branch in repo.refs()["branches"]:
+            raise HubError(409, f"Branch {branch!r} already exists")
+        repo.set_ref(f"refs/heads/{branch}", start)
     h.send(200, {})
 
 
@@ -299,11 +293,13 @@ def delete_branch(h, repo, branch: str) -> None:
 def create_tag(h, repo, revision: str) -> None:
     body = h.json_body()
     _writable(h, repo)
-    tag = body.get("tag") or ""
-    _check_ref_name(tag)
-    if tag in repo.refs()["tags"]:
-        raise HubError(409, f"Tag {tag!r} already exists")
-    repo.set_ref(f"refs/tags/{tag}", repo.resolve(revision))
+    tag = field(body, "tag", str, "")
+    check_ref_name(tag)
+    target = repo.resolve(revision)
+    with repo.lock:  # a racing create_tag of the same name: the loser gets this 409
+        if tag in repo.refs()["tags"]:
+            raise HubError(409, f"Tag {tag!r} already exists")
+        repo.set_ref(f"refs/tags/{tag}", target)
     h.send(200, {})
 
 
@@ -320,20 +316,13 @@ def update_settings(h, repo) -> None:
     body = h.json_body()
     _writable(h, repo)
     if "private" in body:
-        repo.update_settings(private=bool(body["private"]))
+        repo.update_settings(private=field(body, "private", bool))
     h.send(200, {})
 
 
 def xet_token(h, repo) -> None:
     raise HubError(501, "The local Hub does not speak xet: set HF_HUB_DISABLE_XET=1 (sppo_hub.hub.use_endpoint "
                         "does this) so large files use the LFS basic transfer.")
-
-
-def _check_ref_name(name: str) -> None:
-    from .app import REVISION_RE
-
-    if not name or not REVISION_RE.match(name) or ".." in name or name.endswith((".lock", "/")):
-        raise HubError(400, f"Invalid ref name {name!r}: use letters, digits, '-', '_', '.', '/'.")
 
 
 def resolve(h, repo_type: str, repo_id: str, revision: str, path: str) -> None:
@@ -357,16 +346,9 @@ def resolve(h, repo_type: str, repo_id: str, revision: str, path: str) -> None:
         size = len(data)
         reader = lambda start, n: [data[start:start + n]]  # noqa: E731
     start, end, status = 0, size - 1, 200
-    rng = h.headers.get("Range")
-    if rng and rng.startswith("bytes="):
-        first, _, last = rng[6:].split(",")[0].partition("-")
-        if first:
-            start, end = int(first), min(int(last), size - 1) if last else size - 1
-        else:
-            start, end = max(size - int(last), 0), size - 1
-        if start >= size and size:
-            raise HubError(416, f"Range {rng} not satisfiable for {size} bytes")
-        status = 206
+    rng = byte_range(h.headers.get("Range"), size)
+    if rng is not None:
+        (start, end), status = rng, 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     length = max(end - start + 1, 0)
     headers["Content-Length"] = length

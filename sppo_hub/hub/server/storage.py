@@ -5,12 +5,12 @@ the repo's settings) and `lfs/{oid[:2]}/{oid}` (LFS objects, content-addressed b
 
 Commits are atomic: new blobs, trees and the commit object are written first; the branch ref is
 moved last with a compare-and-swap, under a per-repo lock. A process killed mid-commit leaves only
-unreferenced objects behind, so readers never see half a commit.
+unreferenced objects behind (and maybe a stale `.lock` file, which `locks` recovers), so readers
+never see half a commit.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
@@ -21,103 +21,21 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dulwich.file import FileLocked
 from dulwich.index import commit_tree
 from dulwich.object_store import iter_tree_contents
 from dulwich.objects import Blob, Commit, Tag, Tree
 from dulwich.repo import Repo
 
+from . import locks
+from .lfs import GITATTRIBUTES, lfs_pointer, lfs_rules, matches_lfs, parse_lfs_pointer
+from .validation import HubError, check_path, validate_repo_id
+
+__all__ = ["HubError", "HubRepo", "Storage", "check_path", "validate_repo_id", "lfs_rules", "matches_lfs",
+           "lfs_pointer", "parse_lfs_pointer"]
+
 REPO_TYPES = ("model", "dataset", "space")
-_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
-LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1\n"
 FILE_MODE = 0o100644
-# Patterns written into a new repo's .gitattributes, like the Hub's default: preupload answers "lfs"
-# for paths matching them (and for any file of 10 MB or more), so binaries never go inline.
-GITATTRIBUTES = "".join(
-    f"{p} filter=lfs diff=lfs merge=lfs -text\n"
-    for p in ("*.bin", "*.safetensors", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.onnx", "*.parquet",
-              "*.arrow", "*.gguf", "*.msgpack", "*.npy", "*.npz", "*.zip", "*.tar.gz", "*.png")
-)
-
-
-class HubError(Exception):
-    """An error with an HTTP status and (optionally) the Hub's X-Error-Code header value."""
-
-    def __init__(self, status: int, message: str, code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.code = status, message, code
-
-
-def validate_repo_id(repo_id: str) -> tuple[str, str]:
-    """Split `namespace/name`, raising a 400 HubError that says what a valid id looks like."""
-    parts = repo_id.split("/")
-    if len(parts) != 2 or not all(_NAME_RE.match(p) for p in parts) or any(
-        "--" in p or ".." in p for p in parts
-    ):
-        raise HubError(
-            400,
-            f"Invalid repo id {repo_id!r}: use 'namespace/name' with letters, digits, '-', '_', '.' "
-            "(at most 96 characters each, no '--' or '..', not starting or ending with '-' or '.').",
-        )
-    return parts[0], parts[1]
-
-
-def check_path(path: str) -> None:
-    """Reject paths a git tree cannot hold or that escape the repo."""
-    parts = path.split("/")
-    if not path or path.startswith("/") or any(p in ("", ".", "..", ".git") for p in parts) or "\x00" in path:
-        raise HubError(400, f"Invalid path in repo {path!r}: use a relative path like 'folder/file.txt' "
-                            "(no empty, '.', '..' or '.git' parts).")
-
-
-def lfs_rules(gitattributes: str) -> list[tuple[str, bool]]:
-    """(pattern, is_lfs) for each .gitattributes line that sets or unsets the `filter` attribute."""
-    rules = []
-    for line in gitattributes.splitlines():
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
-            continue
-        for attr in fields[1:]:
-            if attr == "filter=lfs":
-                rules.append((fields[0], True))
-            elif attr in ("-filter", "!filter") or attr.startswith("filter="):
-                rules.append((fields[0], False))
-    return rules
-
-
-def matches_lfs(path: str, rules: list[tuple[str, bool]]) -> bool:
-    """Whether `path` gets `filter=lfs` from `rules` (git's rule: the last matching line wins).
-
-    A pattern without '/' matches the file name at any depth; one with '/' matches the whole path
-    from the repo root ('**/' and '/**' as in git, '*' otherwise also crossing '/': close enough here).
-    """
-    name = path.rsplit("/", 1)[-1]
-    result = False
-    for pattern, is_lfs in rules:
-        pat = pattern.lstrip("/")
-        if "/" not in pattern:
-            hit = fnmatch.fnmatchcase(name, pat)
-        elif pat.startswith("**/"):
-            hit = fnmatch.fnmatchcase(path, pat[3:]) or fnmatch.fnmatchcase(path, pat)
-        else:
-            hit = fnmatch.fnmatchcase(path, pat)
-        if hit:
-            result = is_lfs
-    return result
-
-
-def lfs_pointer(oid: str, size: int) -> bytes:
-    return LFS_POINTER_PREFIX + f"oid sha256:{oid}\nsize {size}\n".encode()
-
-
-def parse_lfs_pointer(data: bytes) -> tuple[str, int] | None:
-    """(sha256, size) when `data` is a git-lfs pointer file, else None."""
-    if not data.startswith(LFS_POINTER_PREFIX) or len(data) > 512:
-        return None
-    fields = dict(line.split(" ", 1) for line in data.decode().splitlines()[1:] if " " in line)
-    try:
-        return fields["oid"].removeprefix("sha256:"), int(fields["size"])
-    except (KeyError, ValueError):
-        return None
 
 
 @dataclass
@@ -144,7 +62,8 @@ class HubRepo:
     repo_type: str
     repo_id: str
     path: Path
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    started: float = 0.0  # when this server took the data dir: lock files older than this are stale
 
     @property
     def git(self) -> Repo:
@@ -216,17 +135,32 @@ class HubRepo:
         return out
 
     def set_ref(self, ref: str, new: str | None, old: str | None = None) -> None:
-        """Create/move (`new`) or delete (`new=None`) a ref; with `old`, only if it still points there."""
-        git = self.git
+        """Create/move (`new`) or delete (`new=None`) a ref; with `old`, only if it still points there.
+
+        Under the repo's lock; a racing update of the same ref answers 409, never a lock-file error.
+        """
         name, old_b = ref.encode(), (old.encode() if old else None)
-        if new is None:
-            ok = git.refs.remove_if_equals(name, old_b)
-        elif old is None:
-            ok = git.refs.add_if_new(name, new.encode())
-        else:
-            ok = git.refs.set_if_equals(name, old_b, new.encode())
+        with self.lock:
+            git = self.git
+            if new is None:
+                ok = self.locked_write(lambda: git.refs.remove_if_equals(name, old_b))
+            elif old is None:
+                ok = self.locked_write(lambda: git.refs.add_if_new(name, new.encode()))
+            else:
+                ok = self.locked_write(lambda: git.refs.set_if_equals(name, old_b, new.encode()))
         if not ok:
-            raise HubError(409, f"Reference {ref} was updated concurrently; retry.")
+            kind = "Tag" if ref.startswith("refs/tags/") else "Branch"
+            raise HubError(409, f"{kind} {ref.split('/', 2)[-1]!r} was created or moved concurrently; "
+                                "fetch the refs and retry.")
+
+    def locked_write(self, write):
+        """Run a git write, recovering a stale `.lock` file it runs into (see `locks`); caller holds `self.lock`."""
+        for _attempt in range(3):
+            try:
+                return write()
+            except FileLocked as err:
+                locks.recover_lock(err.lockfilename, self.started)
+        raise HubError(503, "The repository is locked by another process; retry in a few seconds.")
 
     # -- trees --------------------------------------------------------------------------------
     def files(self, commit_sha: str) -> dict[str, tuple[int, bytes]]:
@@ -296,11 +230,15 @@ class HubRepo:
         """
         for path in [*changes, *(f.strip("/") for f in deleted_folders if f.strip("/"))]:
             check_path(path)
+        if not changes and not deleted_folders:
+            raise HubError(400, "Empty commit: it has no file to add, change or delete.")
         git = self.git
         files = self.files(parent) if parent else {}
         for folder in deleted_folders:
             folder = folder.strip("/")
-            gone = [p for p in files if folder == "" or p == folder or p.startswith(folder + "/")]
+            if not folder:
+                raise HubError(400, "deletedFolder of the repo root: delete the repo instead, or name a folder.")
+            gone = [p for p in files if p == folder or p.startswith(folder + "/")]
             if not gone:
                 raise HubError(404, f"Folder {folder!r} does not exist in {branch}", "EntryNotFound")
             for p in gone:
@@ -312,13 +250,14 @@ class HubRepo:
                 del files[path]
             else:
                 blob = Blob.from_string(content)
-                git.object_store.add_object(blob)
+                self.locked_write(lambda b=blob: git.object_store.add_object(b))
                 files[path] = (FILE_MODE, blob.id)
         ordered = sorted(files)
         for a, b in zip(ordered, ordered[1:]):
             if b.startswith(a + "/"):
                 raise HubError(400, f"{a!r} is a file and would also be a folder (for {b!r}): delete one of them.")
-        tree_id = commit_tree(git.object_store, [(p.encode(), s, m) for p, (m, s) in sorted(files.items())])
+        tree_id = self.locked_write(lambda: commit_tree(
+            git.object_store, [(p.encode(), s, m) for p, (m, s) in sorted(files.items())]))
         c = Commit()
         c.tree = tree_id
         c.parents = [parent.encode()] if parent else []
@@ -326,22 +265,38 @@ class HubRepo:
         c.author_time = c.commit_time = int(time.time())
         c.author_timezone = c.commit_timezone = 0
         c.message = (summary + ("\n\n" + description if description else "")).encode()
-        git.object_store.add_object(c)
+        self.locked_write(lambda: git.object_store.add_object(c))
         self.set_ref(f"refs/heads/{branch}", c.id.decode(), parent)
         return c.id.decode()
 
 
+_LOCKS_GUARD = threading.Lock()
+_REPO_LOCKS: dict[str, dict[tuple[str, str], threading.RLock]] = {}
+
+
 class Storage:
-    """All repos and LFS objects under one data dir."""
+    """All repos and LFS objects under one data dir (owned by this process while open: see `locks`)."""
 
     def __init__(self, data_dir: str | os.PathLike):
         self.root = Path(data_dir)
         (self.root / "lfs").mkdir(parents=True, exist_ok=True)
-        # Leftovers of uploads or repo creations cut short by a crash: never referenced, safe to drop.
-        shutil.rmtree(self.root / "tmp", ignore_errors=True)
+        self.started = time.time()
+        self.recovered: list[Path] = []
+        if locks.acquire_data_dir(self.root):  # first server of this process on it: the writers before are gone
+            self.recovered = locks.clear_stale_locks(self.root)
+            # Leftovers of uploads or repo creations cut short by a crash: never referenced, safe to drop.
+            shutil.rmtree(self.root / "tmp", ignore_errors=True)
         (self.root / "tmp").mkdir(exist_ok=True)
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._guard = threading.Lock()
+        key = os.path.realpath(self.root)
+        with _LOCKS_GUARD:
+            self._locks = _REPO_LOCKS.setdefault(key, {})  # shared by this process's servers of this dir
+        self._guard = _LOCKS_GUARD
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            locks.release_data_dir(self.root)
 
     def _path(self, repo_type: str, repo_id: str) -> Path:
         if repo_type not in REPO_TYPES:
@@ -354,8 +309,8 @@ class Storage:
         if not (path / "hub.json").exists():
             raise HubError(404, f"Repository {repo_type}s/{repo_id} not found", "RepoNotFound")
         with self._guard:
-            lock = self._locks.setdefault((repo_type, repo_id), threading.Lock())
-        return HubRepo(repo_type, repo_id, path, lock)
+            lock = self._locks.setdefault((repo_type, repo_id), threading.RLock())
+        return HubRepo(repo_type, repo_id, path, lock, self.started)
 
     def create(self, repo_type: str, repo_id: str, private: bool, author: str, **settings) -> HubRepo:
         """Create a repo with an initial commit (.gitattributes), as the Hub does; 409 if it exists."""
