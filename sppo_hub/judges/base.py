@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-JUDGE_TYPES = ("pairrm", "reward_model", "gpm", "llm", "callable")
+JUDGE_TYPES = ("pairrm", "reward_model", "gpm", "llm", "callable", "correctness")
 
 # type -> (module under sppo_hub.judges, class name); imported lazily by `load_judge`.
 _JUDGE_CLASSES = {
@@ -25,6 +25,7 @@ _JUDGE_CLASSES = {
     "gpm": ("gpm", "GPMJudge"),
     "llm": ("llm_judge", "LLMJudge"),
     "callable": ("callable", "CallableJudge"),
+    "correctness": ("rule_based", "CorrectnessJudge"),  # the rule-based correctness judge (no model)
 }
 
 
