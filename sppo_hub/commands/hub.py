@@ -18,11 +18,18 @@ def register(subparsers) -> None:
                            description="Serve a Hub-compatible API from git repos under --data-dir. Clients use it "
                                        "with HF_ENDPOINT=http://127.0.0.1:PORT HF_HUB_DISABLE_XET=1.")
     serve.add_argument("--data-dir", required=True, help="where repos are stored (created if missing)")
-    serve.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765)")
+    serve.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0 picks a free one)")
     serve.add_argument("--token", default=None,
                        help="token clients must send (default: $SPPO_HUB_TOKEN; neither = no auth, single user)")
     serve.add_argument("--user", default="sppo-user", help="user name the token maps to (default sppo-user)")
     serve.add_argument("--org", action="append", default=[], help="an organisation the user may write to (repeat)")
+    serve.add_argument("--max-body-bytes", type=int, default=None,
+                       help="largest JSON / commit request body (default 512 MiB)")
+    serve.add_argument("--max-upload-bytes", type=int, default=None,
+                       help="largest LFS object upload (default 50 GiB)")
+    serve.add_argument("--timeout", type=float, default=None,
+                       help="seconds a client may stay idle, and a request's head may take (default 60)")
+    serve.add_argument("--workers", type=int, default=None, help="worker threads serving requests (default 32)")
     serve.set_defaults(func=_serve)
 
     for name, what in (("publish-data", "an iteration's preference data"), ("publish-model", "an iteration's checkpoint")):
@@ -71,14 +78,34 @@ def _hub_errors(handler):
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ..hub.server import make_server
+    from dataclasses import replace
 
+    from ..cli import UserError
+    from ..hub.server import ServerLimits, make_server
+
+    limits = ServerLimits()
+    for flag, name in (("max_body_bytes", "max_body_bytes"), ("max_upload_bytes", "max_upload_bytes"),
+                       ("timeout", "idle_timeout"), ("timeout", "request_timeout"), ("workers", "max_workers")):
+        value = getattr(args, flag)
+        if value is not None:
+            if value <= 0:
+                raise UserError(f"--{flag.replace('_', '-')} {value}: must be > 0")
+            limits = replace(limits, **{name: value})
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port {args.port}: use a TCP port between 1 and 65535 (0 picks a free one)")
     token = args.token or os.environ.get("SPPO_HUB_TOKEN") or None
-    server = make_server(args.data_dir, port=args.port, token=token, user=args.user, orgs=args.org)
+    try:
+        server = make_server(args.data_dir, port=args.port, token=token, user=args.user, orgs=args.org, limits=limits)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     host, port = server.server_address[:2]
+    recovered = len(server.storage.recovered)
     print(f"local Hub serving {Path(args.data_dir).resolve()} at http://{host}:{port} "
           f"(user {args.user!r}, {'token required' if token else 'no auth'})")
-    print(f"  use it with: HF_ENDPOINT=http://{host}:{port} HF_HUB_DISABLE_XET=1  (Ctrl-C stops)", flush=True)
+    if recovered:
+        print(f"  recovered {recovered} stale lock file(s) left by a previous server that was killed")
+    print(f"  browse it: http://{host}:{port}/   use it with: HF_ENDPOINT=http://{host}:{port} HF_HUB_DISABLE_XET=1"
+          "  (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
