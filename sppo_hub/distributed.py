@@ -1,16 +1,25 @@
 """Who does what when a run is launched on several processes (`torchrun`, `accelerate launch`).
 
-The one rule every stage follows, applied in `run_stage`: the main process (RANK 0) runs a stage and
-records it in the run manifest; every other process waits for that record by reading the manifest
-file. Waiting on a file rather than a collective means an hours-long generation on the main process
-cannot time out a process-group barrier. Training is the one stage every process takes part in (each
-on its share of the batch); its record is still written by the main process alone.
+The choice: the main process (RANK 0) generates, judges, builds the data, publishes, compares and
+evaluates; every process trains, each on its share of every global batch (data-parallel through
+the Trainer: DDP, FSDP or DeepSpeed as the launch configures it). Generation and judging stay on one
+process because their chunked, resumable outputs and the Hub commits are simplest with one writer;
+`sppo-hub generate/judge --shard i/n` splits them across workers where that pays.
+
+The one rule every stage follows, applied in `run_stage`: the main process runs a stage and records
+it in the run manifest; every other process waits for that record by reading the manifest file.
+Waiting on a file rather than a collective means an hours-long generation on the main process
+cannot time out a process-group barrier. Training is the one stage every process takes part in; its
+record is still written by the main process alone. The few things the other processes must learn
+from the main one before any work (the manifest is open, the Hub endpoint and token) go through one
+collective at start-up (`share_from_main`).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -39,6 +48,52 @@ def process_info() -> ProcessInfo:
     return ProcessInfo(int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1")), int(env.get("LOCAL_RANK", "0")))
 
 
+def accelerator_available() -> bool:
+    import torch
+
+    accel = getattr(torch, "accelerator", None)
+    return bool(accel.is_available()) if accel is not None else torch.cuda.is_available()
+
+
+def train_on_cpu(process: ProcessInfo) -> bool:
+    """A multi-process launch on a machine without an accelerator: the Trainer must be told (`use_cpu`),
+    or accelerate sees no GPU backend and every process trains alone on the whole batch."""
+    return process.world_size > 1 and not accelerator_available()
+
+
+def ensure_process_group(process: ProcessInfo) -> None:
+    """Join the launch's process group (env:// rendezvous from torchrun / accelerate launch) if not yet joined.
+
+    Joined once, at start-up; the Trainer's accelerator adopts it. gloo carries the CPU tensors of the start-up
+    exchange (and of training on CPU); with CUDA GPUs, NCCL carries the GPU tensors of training.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if process.world_size <= 1 or dist.is_initialized():
+        return
+    from datetime import timedelta
+
+    backend = "gloo"
+    if torch.cuda.is_available():
+        backend = "cuda:nccl,cpu:gloo"
+        torch.cuda.set_device(process.local_rank)
+    dist.init_process_group(backend=backend, timeout=timedelta(seconds=1800))
+
+
+def share_from_main(process: ProcessInfo, value: Any = None) -> Any:
+    """The main process's `value`, on every process (a collective: every process must call it, at start-up only)."""
+    if process.world_size <= 1:
+        return value
+    import torch
+    import torch.distributed as dist
+
+    ensure_process_group(process)
+    box = [value if process.is_main else None]
+    dist.broadcast_object_list(box, src=0, device=torch.device("cpu"))
+    return box[0]
+
+
 def wait_for(check: Callable[[], Any], poll: float = 1.0) -> Any:
     """Poll `check()` until it returns something other than None; return that."""
     while (value := check()) is None:
@@ -47,12 +102,13 @@ def wait_for(check: Callable[[], Any], poll: float = 1.0) -> Any:
 
 
 def open_manifest(process: ProcessInfo, run_dir, open_on_main: Callable[[], RunManifest]) -> RunManifest:
-    """The main process creates (or checks and resumes) the manifest; the others read it once it exists."""
-    if process.is_main:
-        return open_on_main()
-    path = run_dir / "manifest.json"
-    wait_for(lambda: True if path.exists() else None)
-    return RunManifest.load(run_dir)
+    """The main process creates (or checks and resumes) the manifest; the others read it once it is open.
+
+    If the main process fails here (a bad --resume), the launcher stops the others: they never read a stale file.
+    """
+    manifest = open_on_main() if process.is_main else None
+    share_from_main(process, True)
+    return manifest if process.is_main else RunManifest.load(run_dir)
 
 
 def run_stage(ctx: RunContext, iteration: int, name: str, fn: Callable[..., dict], *inputs,
@@ -86,3 +142,28 @@ def run_stage(ctx: RunContext, iteration: int, name: str, fn: Callable[..., dict
     ctx.manifest.record(iteration, name, artifacts, seconds, timer.compute)
     ctx.console.print(f"{label}: [green]done[/green] in {seconds:.1f}s")
     return artifacts
+
+
+def fsdp_loads_weights_on_rank0_only() -> bool:
+    """Under FSDP's cpu_ram_efficient_loading, `from_pretrained` fills ranks other than 0 with zeros and relies on
+    accelerate broadcasting rank 0's weights when it shards the model. accelerate does that for the policy;
+    TRL shards the reference model it builds itself without that broadcast (TRL 1.16, FSDP2), so its copy on
+    the other ranks stays zeros. The trainer loads the reference itself, in full, when this is true."""
+    from transformers.distributed.fsdp import is_fsdp_enabled
+
+    return is_fsdp_enabled()
+
+
+@contextmanager
+def full_weights_on_every_rank():
+    """`from_pretrained` inside this block reads the weights on every rank (cpu_ram_efficient_loading off)."""
+    key = "FSDP_CPU_RAM_EFFICIENT_LOADING"
+    saved = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = saved

@@ -1,4 +1,9 @@
-"""Stage `train`: pi_t fitted on iteration t's pairs with pi_{t-1} as the reference (every process takes part)."""
+"""Stage `train`: pi_t fitted on iteration t's pairs with pi_{t-1} as the reference.
+
+Every process of a multi-process launch runs this stage: the Trainer splits each global batch
+(per_device_train_batch_size x gradient_accumulation_steps x processes) across them; the main
+process alone saves the checkpoint (`trainer.save_policy`) and records the stage.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig
+from ..distributed import train_on_cpu
 from .context import RunContext, set_seed
 
 
@@ -35,7 +41,10 @@ def train(ctx: RunContext, t: int, timer, data: dict) -> dict:
     policy = ctx.policy_path(t - 1)
     pairs = load_iteration_datasets(data["path"])["pairs"]
     final = out / "model"
-    args = SPPOConfig(**trainer_kwargs(ctx.config, out / "trainer"))
+    kwargs = trainer_kwargs(ctx.config, out / "trainer")
+    if train_on_cpu(ctx.process):
+        kwargs["use_cpu"] = True  # else accelerate finds no GPU backend and each process trains alone
+    args = SPPOConfig(**kwargs)
     lora = None
     if tc.use_lora:
         from peft import LoraConfig
@@ -46,7 +55,10 @@ def train(ctx: RunContext, t: int, timer, data: dict) -> dict:
     with timer.computing():
         metrics = train_policy(policy, pairs, args, peft_config=lora, output_dir=final,
                                merge=ctx.config.publish.merge_lora)
-    shutil.rmtree(out / "trainer", ignore_errors=True)
+    if ctx.process.is_main:
+        shutil.rmtree(out / "trainer", ignore_errors=True)
+    global_batch = tc.per_device_train_batch_size * tc.gradient_accumulation_steps * ctx.process.world_size
     return {"path": str(final), "reference": policy, "seed": ctx.config.seed + t, "lora": tc.use_lora,
+            "processes": ctx.process.world_size, "global_batch_size": global_batch,
             "loss_history": [list(x) for x in metrics.get("loss_history", [])],
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
