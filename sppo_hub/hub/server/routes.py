@@ -8,8 +8,8 @@ import time
 import yaml
 
 from .lfs import lfs_pointer, matches_lfs
-from .validation import (HubError, byte_range, check_ref_name, decode_file, field, parse_commit, size_field,
-                         validate_repo_id)
+from .validation import (HubError, byte_range, check_path, check_ref_name, decode_file, field, parse_commit,
+                         size_field, validate_repo_id)
 
 LFS_THRESHOLD = 10 * 1024 * 1024  # the Hub's size above which a file must go to LFS
 _URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -187,6 +187,7 @@ def preupload(h, repo, revision: str) -> None:
         if not isinstance(f, dict):
             raise HubError(400, "preupload 'files' must be a list of {path, size, sample} objects.")
         path, size = field(f, "path", str, required=True), size_field(f)
+        check_path(path)
         mode = "lfs" if size >= LFS_THRESHOLD or matches_lfs(path, rules) else "regular"
         oid = None
         if path in existing:
