@@ -129,10 +129,12 @@ def build_table_dataset(
     )
 
 
-def build_pairs_dataset(table_ds: Dataset, drop_ties: bool = False) -> Dataset:
+def build_pairs_dataset(table_ds: Dataset, drop_ties: bool = True) -> Dataset:
     """Best vs worst response per prompt, in TRL's conversational preference format.
 
-    `drop_ties=True` skips prompts whose K win rates all tie (the pair would teach nothing).
+    `drop_ties=True` (default) skips prompts whose K win rates all tie: their "best vs worst" pair is an arbitrary
+    (0, 1) that a DPO/IPO/sppo_hard loss would learn as a real preference. `drop_ties=False` keeps them, as the
+    paper's data does; only the soft SPPO losses read them right (P_w = P_l = 1/2, a zero log-ratio target).
     """
     _require_columns(table_ds, ("prompt", "responses", "prob_matrix", "win_rates"), "table dataset")
     rows = {name: [] for name in PAIRS_FEATURES}
@@ -190,9 +192,13 @@ def build_iteration_datasets(
     rule: str = "pairwise",
     include_diagonal: bool = True,
     triplets: bool = False,
-    drop_ties: bool = False,
+    drop_ties: bool = True,
 ) -> dict[str, Dataset]:
-    """Judged rows (`prompt_id`, `prompt`, `responses`, `raw_table`) -> {"table", "pairs"[, "triplets"]}."""
+    """Judged rows (`prompt_id`, `prompt`, `responses`, `raw_table`) -> {"table", "pairs"[, "triplets"]}.
+
+    The table keeps every prompt; "pairs" leaves out prompts whose K responses all tie unless `drop_ties=False`
+    (see `build_pairs_dataset`).
+    """
     _require_columns(judged, ("prompt", "responses", "raw_table"), "judged dataset")
     kind = judged_kind(judged, output_kind)
     ids = judged["prompt_id"] if "prompt_id" in judged.column_names else None

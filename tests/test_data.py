@@ -47,7 +47,7 @@ def test_table_dataset_columns_and_values():
 
 def test_pairs_dataset_matches_paper_columns():
     table = _table_ds()
-    pairs = data.build_pairs_dataset(table)
+    pairs = data.build_pairs_dataset(table, drop_ties=False)
     assert pairs.column_names == ["prompt", "chosen", "rejected", "chosen_probs", "chosen_probs_win", "chosen_probs_lose"]
     first = pairs[0]
     assert first["prompt"] == [{"content": "Say hi.", "role": "user"}]
@@ -61,7 +61,8 @@ def test_pairs_dataset_matches_paper_columns():
     second = pairs[1]
     assert second["chosen"][0]["content"] == "1 2" and second["rejected"][0]["content"] == "one, two"
     assert second["chosen_probs"] == 0.5
-    assert len(data.build_pairs_dataset(table, drop_ties=True)) == 1
+    # by default an all-tie prompt gives no pair: a DPO loss would read its arbitrary (0, 1) as a preference
+    assert len(data.build_pairs_dataset(table)) == 1
 
 
 def test_pairs_is_trl_preference_format(tiny_model_dir):

@@ -95,7 +95,11 @@ def validate_judge_inputs(prompts: list[str], responses: list[list[str]]) -> Non
 
 @dataclass
 class JudgeConfig:
-    """Which judge to build and how to run it (the `judge:` section of a recipe)."""
+    """Which judge to build and how to run it (the `judge:` section of a recipe).
+
+    `JudgeConfig(type="callable", callable=my_fn)` makes any Python function a judge, as does
+    `CallableJudge(my_fn)`; recipes name it as "module:function" instead.
+    """
 
     type: str = field(
         default="pairrm",
@@ -133,9 +137,12 @@ class JudgeConfig:
         default=None,
         metadata={"help": "Name of the environment variable holding the endpoint's API key (never the key)."},
     )
+    # A recipe or the CLI gives a string; from Python the function object itself works too (the annotation stays
+    # `str` so that argument parsers built from this dataclass keep working).
     callable: str | None = field(
         default=None,
-        metadata={"help": "'module:function' for type=callable; fn(prompt, a, b) -> P(a beats b)."},
+        metadata={"help": "type=callable: 'module:function' or 'file.py:function' (recipes, CLI), or, from Python, "
+                          "the function object itself; fn(prompt, a, b) -> P(a beats b)."},
     )
     batched: bool = field(
         default=False,
@@ -167,7 +174,9 @@ class JudgeConfig:
         if self.max_length is not None and int(self.max_length) < 1:
             raise ValueError(f"judge.max_length: must be >= 1 or None, got {self.max_length}")
         if self.type == "callable" and not self.callable:
-            raise ValueError("judge.callable: type=callable needs callable='module:function'")
+            raise ValueError("judge.callable: type=callable needs callable='module:function' or a function object")
+        if self.callable is not None and not isinstance(self.callable, str) and not callable(self.callable):
+            raise ValueError(f"judge.callable: expected 'module:function' or a function, got {type(self.callable).__name__}")
         if self.type in ("reward_model", "gpm") and not self.model:
             raise ValueError(f"judge.model: type={self.type} needs a model path or Hub repo id")
         if self.output_kind is not None and self.output_kind not in ("probs", "logits"):
