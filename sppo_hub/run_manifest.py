@@ -174,8 +174,15 @@ def print_summary(manifest: RunManifest, iterations: int, console, endpoint: str
 
     base_url = (endpoint or "https://huggingface.co").rstrip("/")
     table = Table(title=f"SPPO run {manifest.data['run_name']}: {iterations} iteration(s)")
-    for col in ("iter", "win vs prev", "win vs base", "chosen win", "gen s", "judge s", "train s", "publish s", "total s"):
+    base_acc = (manifest.stage(0, "baseline") or {}).get("artifacts", {}).get("accuracy")
+    accuracy = base_acc is not None  # a verifiable judge scored the held-out responses
+    for col in ("iter", "win vs prev", "win vs base") + (("held-out acc",) if accuracy else ()) + (
+            "chosen win", "gen s", "judge s", "train s", "publish s", "total s"):
         table.add_column(col, justify="right")
+    if accuracy:
+        base_secs = (manifest.stage(0, "baseline") or {}).get("seconds", 0.0)
+        table.add_row("0 (pi_0)", "-", "-", f"{base_acc:.3f}", "-", f"{base_secs:.1f}", "-", "-", "-",
+                      f"{base_secs:.1f}")
     links = []
     for t in range(1, iterations + 1):
         get = lambda name: (manifest.stage(t, name) or {})  # noqa: E731
@@ -186,6 +193,7 @@ def print_summary(manifest: RunManifest, iterations: int, console, endpoint: str
         fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else "-"  # noqa: E731
         table.add_row(
             str(t), fmt(cmp.get("win_rate_vs_previous")), fmt(cmp.get("win_rate_vs_base")),
+            *((fmt(cmp.get("accuracy")),) if accuracy else ()),
             fmt(get("data").get("artifacts", {}).get("mean_chosen_win_rate")),
             f"{secs('generate'):.1f}", f"{secs('judge'):.1f}", f"{secs('train'):.1f}",
             f"{secs('publish_data', 'publish_model'):.1f}",
@@ -199,7 +207,8 @@ def print_summary(manifest: RunManifest, iterations: int, console, endpoint: str
             links.append(f"iteration {t} data:  {base_url}/datasets/{data['repo_id']} (commit {data['commit'][:10]})")
     console.print(table)
     console.print("win vs prev / base: mean judge P(pi_t beats pi_{t-1} / pi_0) on held-out prompts; "
-                  "chosen win: mean win rate of the chosen responses")
+                  + ("held-out acc: share of held-out answers the judge's checker marks correct; " if accuracy else "")
+                  + "chosen win: mean win rate of the chosen responses")
     for line in links:
         console.print(line, soft_wrap=True)
     console.print(f"run folder: {manifest.path.parent}  (manifest: {manifest.path})", soft_wrap=True)

@@ -346,8 +346,12 @@ def train_policy(
     peft_config=None,
     output_dir: str | Path | None = None,
     merge: bool = True,
+    progress=None,
 ) -> dict[str, Any]:
     """Fit a policy on a pairs dataset with `model` (pi_t) as the reference unless `ref_model` is given; save it.
+
+    `progress`: a TrainerCallback that replaces the Trainer's progress bar and printed log dicts
+    (`sppo_hub.console.training_progress()`: one bar of steps with the loss).
 
     Returns the training metrics plus `loss_history` ([(step, loss)]) and `log_history` (the raw log records).
     """
@@ -370,6 +374,12 @@ def train_policy(
             reference = load_causal_lm(model, dtype)
     trainer = SPPOTrainer(policy, ref_model=reference, args=args, train_dataset=train_dataset,
                           processing_class=tokenizer, peft_config=peft_config)
+    if progress is not None:
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(progress)
     result = trainer.train()
     if output_dir is not None:
         save_policy(trainer, output_dir, merge=merge, dtype=save_dtype)

@@ -31,10 +31,18 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--hub-port", type=int, default=0, help="port for --local-hub (default: a free one)",
     )
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="show the libraries' own logs, warnings and progress bars (default: one progress display per stage)",
+    )
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..console import configure_threads, quiet_libraries
+
+    quiet_libraries(verbose=args.verbose)  # before transformers, datasets, huggingface_hub are imported
+    configure_threads()
     from ..config import load_recipe
     from ..run import run_from_config
 

@@ -17,9 +17,17 @@ def _responses(ctx: RunContext, t: int, model: str, timer) -> dict:
     with timer.computing():
         ds = generate_responses(model, ctx.heldout_prompts(), sampling, backend=ctx.config.generation_backend,
                                 **ctx.config.generation_kwargs)
+    responses = [r[0] for r in ds["responses"]]
     path = ctx.iter_dir(t) / "compare_responses.json"
-    atomic_write_text(path, json.dumps([r[0] for r in ds["responses"]], indent=1))
-    return {"path": str(path), "policy": model, "seed": sampling.seed}
+    atomic_write_text(path, json.dumps(responses, indent=1))
+    art = {"path": str(path), "policy": model, "seed": sampling.seed}
+    # A verifiable judge (the rule-based correctness judge) also scores these responses against references:
+    # held-out accuracy, read from the same generations (nothing is generated or judged twice).
+    accuracy = getattr(ctx.judge(), "accuracy", None)
+    if accuracy is not None:
+        value = accuracy(ctx.heldout_prompts(), [[r] for r in responses])
+        art["accuracy"] = None if value is None else round(value, 4)
+    return art
 
 
 def _win_rate(ctx: RunContext, responses_a: list[str], responses_b: list[str], timer) -> float:
@@ -47,7 +55,9 @@ def compare(ctx: RunContext, t: int, timer) -> dict:
     prev = base if t == 1 else read(t - 1, "compare")
     art["win_rate_vs_base"] = round(_win_rate(ctx, ours, base, timer), 4)
     art["win_rate_vs_previous"] = round(_win_rate(ctx, ours, prev, timer), 4)
+    acc = "" if art.get("accuracy") is None else \
+        f"; held-out accuracy {ctx.artifacts(0, 'baseline').get('accuracy', 0):.1%} (pi_0) -> {art['accuracy']:.1%}"
     ctx.console.print(
-        f"  pi_{t} win rate vs pi_{t - 1}: {art['win_rate_vs_previous']:.3f}, vs base: {art['win_rate_vs_base']:.3f}"
+        f"  pi_{t} win rate vs pi_{t - 1}: {art['win_rate_vs_previous']:.3f}, vs base: {art['win_rate_vs_base']:.3f}{acc}"
     )
     return art

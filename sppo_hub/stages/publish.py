@@ -34,12 +34,13 @@ def publish_model(ctx: RunContext, t: int, timer, published_data: dict) -> dict:
     folder = Path(train["path"])
     atomic_write_text(folder / "manifest.json", ctx.manifest.to_json())
     lineage = [ctx.policy_ref(i)[0] for i in range(t)]
-    wins = [(i, ctx.artifacts(i, "compare").get("win_rate_vs_base")) for i in range(1, t)]
+    wins = [(i, ctx.artifacts(i, "compare").get("win_rate_vs_base")) for i in range(1, t + 1)]
     info = dict(run_name=ctx.config.run_name, iteration=t, base_model=lineage[-1],
                 datasets=[published_data["repo_id"]] if published_data.get("repo_id") else [], lineage=lineage,
                 hyperparameters={k: v for k, v in trainer_kwargs(ctx.config, Path(".")).items() if k != "output_dir"},
                 loss_history=train.get("loss_history", []),
-                win_rates_by_iteration=[(i, w) for i, w in wins if w is not None])
+                win_rates_by_iteration=[(i, w) for i, w in wins if w is not None],
+                eval_results=heldout_accuracy_results(ctx, t))
     publisher = ctx.publisher()
     ref = publisher.publish_checkpoint(t, folder, info)
     try:
@@ -47,6 +48,18 @@ def publish_model(ctx: RunContext, t: int, timer, published_data: dict) -> dict:
     except Exception as err:  # collections are a nicety: a Hub without them must not fail the run
         ctx.console.print(f"  [yellow]collection not updated: {type(err).__name__}[/yellow]")
     return {"repo_id": ref.repo_id, "commit": ref.commit_sha, "tag": ref.tag, "url": ref.url}
+
+
+def heldout_accuracy_results(ctx: RunContext, t: int) -> list[dict]:
+    """pi_t's held-out accuracy under a verifiable judge, as a card EvalResult (none for other judges)."""
+    acc, base = ctx.artifacts(t, "compare").get("accuracy"), ctx.artifacts(0, "baseline").get("accuracy")
+    if acc is None:
+        return []
+    judge = ctx.artifacts(t, "judge").get("judge", ctx.config.judge.type)
+    return [dict(task_type="text-generation", dataset_type="heldout-prompts", dataset_name=(
+                 f"{len(ctx.prompt_plan['heldout'])} held-out prompts of {ctx.config.prompts.path}"),
+                 metric_type="accuracy", metric_value=acc,
+                 metric_name=f"accuracy ({judge}; pi_0: {base:.4g})" if base is not None else f"accuracy ({judge})")]
 
 
 def publish_final_manifest(ctx: RunContext) -> None:

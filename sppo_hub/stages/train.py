@@ -31,6 +31,13 @@ def trainer_kwargs(config: RunConfig, output_dir: Path) -> dict[str, Any]:
     return kwargs
 
 
+def _progress(t: int):
+    """One bar of optimizer steps (with the loss) in a quiet console; None keeps the Trainer's own display."""
+    from ..console import is_quiet, training_progress
+
+    return training_progress(f"train pi_{t}") if is_quiet() else None
+
+
 def train(ctx: RunContext, t: int, timer, data: dict) -> dict:
     """Fit pi_t; save a full checkpoint atomically (train_policy writes a temp folder and renames it)."""
     from ..data import load_iteration_datasets
@@ -54,7 +61,7 @@ def train(ctx: RunContext, t: int, timer, data: dict) -> dict:
     set_seed(ctx.config.seed + t)
     with timer.computing():
         metrics = train_policy(policy, pairs, args, peft_config=lora, output_dir=final,
-                               merge=ctx.config.publish.merge_lora)
+                               merge=ctx.config.publish.merge_lora, progress=_progress(t))
     if ctx.process.is_main:
         shutil.rmtree(out / "trainer", ignore_errors=True)
     global_batch = tc.per_device_train_batch_size * tc.gradient_accumulation_steps * ctx.process.world_size
