@@ -115,7 +115,8 @@ def test_build_iteration_datasets_and_roundtrip(tmp_path):
     assert set(loaded) == {"table", "pairs"}
     assert loaded["pairs"].to_list() == out["pairs"].to_list()
     assert loaded["table"].to_list() == out["table"].to_list()
-    assert data.load_data_info(target)["rows"] == {"table": 2, "pairs": 2}
+    assert data.load_data_info(target)["rows"] == {"table": 2, "pairs": 1}  # prompt 11 ties: no pair by default
+    assert len(data.build_iteration_datasets(judged, drop_ties=False)["pairs"]) == 2
 
 
 def test_failed_save_leaves_nothing(tmp_path):
