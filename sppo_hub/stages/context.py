@@ -134,7 +134,13 @@ class RunContext:
         # A local Hub's repo ids are reused across runs: keep its downloads beside the run, not in the user cache.
         local = bool(self.endpoint) and is_local_endpoint(self.endpoint)
         cache = str(self.run_dir / ".hub-cache") if local else None
-        return snapshot_download(repo_id, revision=commit, endpoint=self.endpoint, cache_dir=cache)
+        path = snapshot_download(repo_id, revision=commit, endpoint=self.endpoint, cache_dir=cache)
+        from .dedupe import link_snapshot_to_hub, local_hub_dir
+
+        hub_dir = local_hub_dir(self)
+        if hub_dir is not None:  # the downloaded weights become hard links to the local Hub's objects
+            link_snapshot_to_hub(path, hub_dir)
+        return path
 
     # -- the judge and the publisher, loaded once per run --------------------------------------
     def judge(self):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..run_manifest import atomic_write_text
 from .context import RunContext
+from .dedupe import link_folder_to_hub, local_hub_dir
 from .train import trainer_kwargs
 
 
@@ -43,6 +44,9 @@ def publish_model(ctx: RunContext, t: int, timer, published_data: dict) -> dict:
                 eval_results=heldout_accuracy_results(ctx, t))
     publisher = ctx.publisher()
     ref = publisher.publish_checkpoint(t, folder, info)
+    hub_dir = local_hub_dir(ctx)
+    if hub_dir is not None:  # the run folder's weights become hard links to the published objects (one copy on disk)
+        link_folder_to_hub(folder, hub_dir)
     try:
         publisher.add_to_collection(ref)
     except Exception as err:  # collections are a nicety: a Hub without them must not fail the run
