@@ -123,7 +123,7 @@ def test_failed_save_leaves_nothing(tmp_path):
     target = tmp_path / "data"
     good = data.build_iteration_datasets(
         Dataset.from_dict({"prompt": PROMPTS, "responses": RESPONSES, "raw_table": [t.tolist() for t in TABLES]}),
-        output_kind="logits",
+        output_kind="logits", drop_ties=False,
     )
     data.save_iteration_datasets(target, good)
     with pytest.raises(ValueError, match="unknown name"):
@@ -191,7 +191,8 @@ def test_build_data_cli(tmp_path, capsys):
     loaded = data.load_iteration_datasets(out)
     info = data.load_data_info(out)
     assert info["rule"] == "mean_score" and info["include_diagonal"] is False and info["judge"] == "callable:test"
-    expected = data.build_iteration_datasets(judged, rule="mean_score", include_diagonal=False, triplets=True)
+    expected = data.build_iteration_datasets(judged, rule="mean_score", include_diagonal=False, triplets=True,
+                                             drop_ties=False)  # the CLI's --drop-ties is opt-in
     for name in ("table", "pairs", "triplets"):
         assert loaded[name].to_list() == expected[name].to_list()
 
