@@ -251,6 +251,12 @@ def test_private_and_missing_repos_look_the_same_without_the_token(hub):
     half = len(answers) // 2
     assert answers[:half] == answers[half:]
     assert all(a[2] == 401 for a in answers[: half - 1])
+    # reads with a body need no token on a public repo (as on the Hub)
+    status, _h, listed = raw(hub, "POST", "/api/models/sppo-user/target/paths-info/main", token=None,
+                             body=json.dumps({"paths": ["data.txt"]}), headers={"Content-Type": "application/json"})
+    assert status == 200 and listed[0]["path"] == "data.txt"
+    assert raw(hub, "POST", "/api/validate-yaml", json.dumps({"content": "---\na: 1\n---\n"}), token=None)[0] == 200
+    assert raw(hub, "POST", "/api/repos/create", json.dumps({"name": "x"}), token=None)[0] == 401
     # with the token: the private repo reads, the missing one is a plain 404
     assert hub.api.model_info("sppo-user/secret").private is True
     assert raw(hub, "GET", "/api/models/sppo-user/no-such-repo")[0] == 404

@@ -86,6 +86,9 @@ def validate_yaml(h) -> None:
     h.send(200, {"errors": [], "warnings": []})
 
 
+validate_yaml.anonymous = True  # read-only; huggingface_hub's RepoCard.validate sends no token
+
+
 def list_repos(h, repo_type: str) -> None:
     author = h.query.get("author")
     search = h.query.get("search", "")
@@ -121,7 +124,11 @@ def repo_route(method: str, repo_type: str, repo_id: str, action: str, tail: lis
     handler, args = table.get((method, action), (None, ()))
     if handler is None:
         return None, ()
-    return (lambda h, *a: handler(h, _open(h, repo_type, repo_id), *a)), args
+    def serve(h, *a):
+        return handler(h, _open(h, repo_type, repo_id), *a)
+
+    serve.anonymous = handler is paths_info  # a read with a body: allowed without a token (public repos)
+    return serve, args
 
 
 def _open(h, repo_type: str, repo_id: str):
