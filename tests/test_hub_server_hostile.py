@@ -311,3 +311,21 @@ def test_hub_serve_argument_errors(args, named, tmp_path, capsys):
     assert main(["hub", "serve", *argv]) == 2
     err = capsys.readouterr().err
     assert named in err and "Traceback" not in err
+
+
+def test_publishing_to_an_unreachable_endpoint_is_one_clear_line(tmp_path, capsys):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    save_file({"w": np.zeros(2, dtype=np.float32)}, str(ckpt / "model.safetensors"))
+    (ckpt / "config.json").write_text("{}")
+    (ckpt / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ messages }}"}))
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = main(["hub", "publish-model", str(ckpt), "--org", "sppo-user", "--run", "r", "--iteration", "1",
+                 "--base-model", "org/base", "--endpoint", f"http://127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"cannot reach the Hub at http://127.0.0.1:{port}" in err and "Traceback" not in err

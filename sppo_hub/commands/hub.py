@@ -73,8 +73,29 @@ def _hub_errors(handler):
         except HfHubHTTPError as err:
             raise UserError(f"the Hub refused the request: {str(err).splitlines()[0]} "
                             f"({' '.join(str(err).split()[-40:])})") from None
+        except Exception as err:  # noqa: BLE001 - only connection failures are turned into a message
+            if not _unreachable(err):
+                raise
+            from ..hub.endpoint import current_endpoint
+
+            where = args.endpoint or current_endpoint()
+            raise UserError(f"--endpoint: cannot reach the Hub at {where} ({type(err).__name__}: {err}); nothing was "
+                            "published. Check the URL, or start a local Hub with `sppo-hub hub serve --data-dir DIR "
+                            "--port PORT` and pass --endpoint http://127.0.0.1:PORT") from None
 
     return run
+
+
+def _unreachable(err: BaseException) -> bool:
+    """A connection that could not be made or broke (httpx's ConnectError, refused, timed out), anywhere in the chain."""
+    seen = 0
+    while err is not None and seen < 10:
+        name = type(err).__name__
+        if isinstance(err, (ConnectionError, TimeoutError)) or name in ("ConnectError", "ConnectTimeout",
+                                                                         "RemoteProtocolError", "ReadTimeout"):
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
 
 
 def _serve(args: argparse.Namespace) -> int:
