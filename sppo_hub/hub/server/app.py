@@ -61,6 +61,7 @@ class HubServer(HTTPServer):
         from . import collections as _collections
         self.collections = _collections.CollectionStore(storage.root)
         self._pending: queue.Queue = queue.Queue(maxsize=self.limits.max_pending)
+        self._active: set = set()  # connections being served, cut when the server closes
         self._workers = [threading.Thread(target=self._work, name=f"local-hub-worker-{n}", daemon=True)
                          for n in range(self.limits.max_workers)]
         for worker in self._workers:
@@ -82,11 +83,13 @@ class HubServer(HTTPServer):
             if item is None:
                 return
             request, client_address = item
+            self._active.add(request)
             try:
                 self.finish_request(request, client_address)
             except Exception:  # noqa: BLE001 - one broken connection must not kill a worker
                 self.handle_error(request, client_address)
             finally:
+                self._active.discard(request)
                 self.shutdown_request(request)
 
     def _refuse(self, request) -> None:
@@ -104,6 +107,11 @@ class HubServer(HTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
+        for request in list(self._active):  # kept-alive clients must not outlive the server
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         for _ in self._workers:
             try:
                 self._pending.put_nowait(None)
