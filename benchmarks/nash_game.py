@@ -8,17 +8,21 @@ policy) is found per prompt by a linear program (`scipy.optimize.linprog`).
 Methods, each for T iterations from the same pi_0 (policy parameters: one logit per response):
 - `sppo_exact`: the exact multiplicative-weights update pi_{t+1}(y) ~ pi_t(y) exp(eta P(y > pi_t)).
 - `sppo_kl`: the same with a KL pull toward pi_0 (magnetic mirror descent): its last iterate converges.
-- `sppo_fit`: the practical algorithm. K responses are sampled from pi_t, scored against each other
-  (`sppo_hub.preference`), and the logits are fitted by gradient steps on `sppo_hub.losses.sppo` with
-  pi_t as the reference.
-- `sppo_fit_explore`: `sppo_fit` plus a few candidates drawn uniformly, scored against pi_t's samples.
-- `dpo`, `ipo`: iterative DPO / IPO on the best / worst sampled pair (`preference.select_pair`),
-  `sppo_hub.losses.dpo` / `ipo`, reference pi_t.
+- `sppo_fit`: the practical algorithm as a run does it by default. K responses are sampled from pi_t, scored
+  against each other (`sppo_hub.preference`), the best / worst pair (`preference.select_pair`) gets its win rates
+  as targets, and the logits are fitted by Adam on `sppo_hub.losses.sppo` with pi_t as the reference.
+- `sppo_fit+<options>`: the same with `sppo_hub.equilibrium`'s options, alone and combined:
+  `all` (every candidate regressed on its own target, `response_pairing`), `explore` (E extra candidates from
+  pi_0, earlier iterates or pi_t at a higher temperature, scored against pi_t's samples: `candidate_win_rates`)
+  and `reg` (reference pi_t^(1-a) pi_0^a: `mix_log_probs`).
+- `dpo`, `ipo`: iterative DPO / IPO on the best / worst sampled pair, `sppo_hub.losses.dpo` / `ipo`, reference pi_t.
 
 Reported per iteration: exploitability max_y P(y > pi) - 1/2 (0 exactly at the Nash equilibrium) of the
-last and of the averaged policy, and the win rate against pi_0, averaged over prompts.
+last iterate, of the averaged policy (the uniform mixture of pi_1..pi_t, computed by `sppo_hub.mixture`) and of the
+mixture of the last half of the iterates, and the win rate against pi_0, averaged over prompts; with `--seeds N`
+the final table gives mean and range over N games.
 
-    python benchmarks/nash_game.py --out outputs/nash     # 16 prompts x 6 responses, T=60 (< 1 min)
+    python benchmarks/nash_game.py --seeds 3              # 16 prompts x 6 responses, T=60, 12 methods (~6 min)
     python benchmarks/nash_game.py --smoke --out /tmp/n   # seconds
 """
 
@@ -34,7 +38,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-METHODS = ("sppo_exact", "sppo_kl", "sppo_fit", "sppo_fit_explore", "dpo", "ipo")
+FIT_OPTIONS = ("all", "explore", "reg")  # sppo_hub.equilibrium's options, appended to "sppo_fit" with "+"
+FITTED = tuple("+".join(["sppo_fit", *(o for i, o in enumerate(FIT_OPTIONS) if mask >> i & 1)]) for mask in range(8))
+METHODS = ("sppo_exact", "sppo_kl", *FITTED, "dpo", "ipo")
 # Style s beats style (s + 1) % 3: rock-paper-scissors.
 CYCLE = np.array([[0, 1, -1], [-1, 0, 1], [1, -1, 0]], dtype=np.float64)
 
@@ -47,9 +53,12 @@ class GameConfig:
     responses: int = field(default=6, metadata={"help": "Candidate responses per prompt (N)."})
     iterations: int = field(default=60, metadata={"help": "T, iterations of every method."})
     samples: int = field(default=8, metadata={"help": "K, responses sampled from pi_t per prompt (fitted methods)."})
-    explore: int = field(default=2, metadata={"help": "Uniform candidates added per prompt in sppo_fit_explore."})
-    eta: float = field(default=1.0, metadata={"help": "SPPO's eta (exact and fitted)."})
-    kl: float = field(default=0.05, metadata={"help": "sppo_kl: KL weight tau toward pi_0 (eta * tau in (0, 1))."})
+    explore: int = field(default=8, metadata={"help": "E, exploration candidates per prompt ('explore' option)."})
+    explore_source: str = field(default="iterates", metadata={"help": "initial (pi_0), iterates or temperature."})
+    explore_temperature: float = field(default=2.0, metadata={"help": "Temperature when explore_source=temperature."})
+    reference_mix: float = field(default=0.1, metadata={"help": "'reg' option: a in pi_t^(1-a) pi_0^a."})
+    eta: float = field(default=5.0, metadata={"help": "SPPO's eta (exact and fitted)."})
+    kl: float = field(default=0.022, metadata={"help": "sppo_kl: KL weight tau toward pi_0 (0.022 at eta 5: a = 0.1)."})
     beta: float = field(default=0.1, metadata={"help": "DPO's beta / IPO's tau."})
     fit_steps: int = field(default=50, metadata={"help": "Adam steps per iteration of the fitted methods."})
     fit_lr: float = field(default=0.1, metadata={"help": "Adam learning rate of the fitted methods."})
@@ -116,54 +125,66 @@ def sppo_exact_step(P, pi, eta, pi0=None, kl=0.0):
     return new / new.sum(axis=1, keepdims=True)
 
 
-def _sample_tables(P, pi, rng, k, explore):
-    """Per prompt: K indices drawn from pi (+ `explore` uniform ones) and the true P among them as a raw table."""
-    from sppo_hub import preference
-
-    idx, probs = [], []
-    for x in range(P.shape[0]):
-        drawn = rng.choice(P.shape[1], size=k, p=pi[x])
-        cand = np.r_[drawn, rng.integers(0, P.shape[1], size=explore)]
-        Pm = preference.pairwise_probabilities(P[x][np.ix_(cand, cand)], kind="probs")
-        idx.append(cand)
-        probs.append(Pm)
-    return idx, probs
+def parse_fit(method: str) -> set[str]:
+    """The options of a fitted-SPPO method name, e.g. "sppo_fit+all+explore" -> {"all", "explore"}."""
+    head, *opts = method.split("+")
+    if head != "sppo_fit" or not set(opts) <= set(FIT_OPTIONS) or len(set(opts)) != len(opts):
+        raise ValueError(method)
+    return set(opts)
 
 
-def fitted_step(P, theta, method, cfg: GameConfig, rng):
-    """Sample from pi_t = softmax(theta), build the toolkit's win rates / pairs, fit theta on the toolkit's loss."""
+def explore_distribution(source: str, pi: np.ndarray, pi0: np.ndarray, history: list[np.ndarray], temperature: float):
+    """Where exploration candidates come from (`equilibrium.ExplorationConfig.source`), per prompt."""
+    from sppo_hub import equilibrium
+
+    if source == "initial":
+        return pi0
+    if source == "iterates":  # a uniformly drawn earlier iterate (pi_0 included) = their average
+        return np.mean(history, axis=0)
+    return equilibrium.tempered(pi, temperature)
+
+
+def fitted_step(P, theta, method, cfg: GameConfig, rng, pi0=None, history=None):
+    """Sample from pi_t = softmax(theta), build the toolkit's win rates / pairs, fit theta on the toolkit's loss.
+
+    SPPO variants: K samples from pi_t (+ `explore` candidates from `cfg.explore_source` with the "explore" option),
+    win rates against pi_t's samples (`equilibrium.candidate_win_rates`), then the best / worst pair
+    (`preference.select_pair`, what a run trains on by default) or every candidate ("all", the triplets paired by
+    `equilibrium.response_pairing`), and the reference pi_t or, with "reg", pi_t^(1-a) pi_0^a
+    (`equilibrium.mix_log_probs`).
+    """
     import torch
 
-    from sppo_hub import losses, preference
+    from sppo_hub import equilibrium, losses, preference
 
     pi = torch.softmax(theta, dim=1).detach().numpy().astype(np.float64)
-    explore = cfg.explore if method == "sppo_fit_explore" else 0
-    idx, Ps = _sample_tables(P, pi, rng, cfg.samples, explore)
+    opts = parse_fit(method) if method.startswith("sppo_fit") else set()
+    n_extra = cfg.explore if "explore" in opts else 0
+    extra_pi = explore_distribution(cfg.explore_source, pi, pi0, history, cfg.explore_temperature) if n_extra else None
     rows_w, cols_w, rows_l, cols_l, p_w, p_l = [], [], [], [], [], []
-    for x, (cand, Pm) in enumerate(zip(idx, Ps)):
-        if method.startswith("sppo"):
-            # every candidate scored against pi_t's K samples (the paper's estimate, self-comparison included);
-            # sppo's two squared terms are independent, so candidates are paired up in order
-            wr = preference.win_rates(Pm) if explore == 0 else Pm[:, : cfg.samples].mean(axis=1)
-            half = len(cand) // 2
-            rows_w += [x] * half
-            cols_w += list(cand[:half])
-            p_w += list(wr[:half])
-            rows_l += [x] * half
-            cols_l += list(cand[half : 2 * half])
-            p_l += list(wr[half : 2 * half])
-        else:
-            w, l = preference.select_pair(preference.win_rates(Pm))
+    for x in range(P.shape[0]):
+        cand = rng.choice(P.shape[1], size=cfg.samples, p=pi[x])
+        if n_extra:
+            cand = np.r_[cand, rng.choice(P.shape[1], size=n_extra, p=extra_pi[x])]
+        Pm = preference.pairwise_probabilities(P[x][np.ix_(cand, cand)], kind="probs")
+        wr = equilibrium.candidate_win_rates(Pm, cfg.samples)
+        pairs = equilibrium.response_pairing(len(cand)) if "all" in opts else [preference.select_pair(wr)]
+        for a, b in pairs:
             rows_w.append(x)
-            cols_w.append(cand[w])
+            cols_w.append(cand[a])
+            p_w.append(wr[a])
             rows_l.append(x)
-            cols_l.append(cand[l])
+            cols_l.append(cand[b])
+            p_l.append(wr[b])
     ref = torch.log_softmax(theta, dim=1).detach()
+    if "reg" in opts:
+        ref = equilibrium.mix_log_probs(ref, torch.tensor(np.log(pi0)), cfg.reference_mix)
     theta = theta.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=cfg.fit_lr)
-    loss_fn = losses.get_loss("sppo" if method.startswith("sppo") else method)
+    sppo = method.startswith("sppo")
+    loss_fn = losses.get_loss("sppo" if sppo else method)
     extra = ({"chosen_probs_win": torch.tensor(p_w), "chosen_probs_lose": torch.tensor(p_l), "eta": cfg.eta}
-             if method.startswith("sppo") else {"beta": cfg.beta})
+             if sppo else {"beta": cfg.beta})
     for _ in range(cfg.fit_steps):
         logratio = torch.log_softmax(theta, dim=1) - ref
         loss = loss_fn(logratio[rows_w, cols_w], logratio[rows_l, cols_l], **extra).mean()
@@ -173,6 +194,16 @@ def fitted_step(P, theta, method, cfg: GameConfig, rng):
     return theta.detach()
 
 
+def averaged(history: list[np.ndarray], scheme: str, window: int) -> np.ndarray:
+    """The mixture-of-iterates policy over pi_1..pi_t (`equilibrium.iterate_weights`, `mixture.MixturePolicy`)."""
+    from sppo_hub.equilibrium import iterate_weights
+    from sppo_hub.mixture import MixturePolicy
+
+    weights = iterate_weights(range(1, len(history)), scheme, window)
+    mix = MixturePolicy.from_iterates({t: f"iter{t}" for t in weights}, weights, scheme)
+    return mix.average([history[c.iteration] for c in mix.components])
+
+
 def run_method(method: str, P: np.ndarray, pi0: np.ndarray, cfg: GameConfig) -> list[dict]:
     """Per-iteration metrics (iteration 0 = pi_0) of one method."""
     import torch
@@ -180,7 +211,7 @@ def run_method(method: str, P: np.ndarray, pi0: np.ndarray, cfg: GameConfig) -> 
     rng = np.random.default_rng(cfg.seed + 1)
     torch.manual_seed(cfg.seed)
     pi, theta = pi0.copy(), torch.tensor(np.log(pi0))
-    total = np.zeros_like(pi0)
+    history = [pi0]
     rows = []
     for t in range(cfg.iterations + 1):
         if t > 0:
@@ -189,24 +220,42 @@ def run_method(method: str, P: np.ndarray, pi0: np.ndarray, cfg: GameConfig) -> 
             elif method == "sppo_kl":
                 pi = sppo_exact_step(P, pi, cfg.eta, pi0, cfg.kl)
             else:
-                theta = fitted_step(P, theta, method, cfg, rng)
+                theta = fitted_step(P, theta, method, cfg, rng, pi0, history)
                 pi = torch.softmax(theta, dim=1).numpy().astype(np.float64)
-            total += pi
-        avg = total / t if t else pi
+            history.append(pi)
+        avg = averaged(history, "uniform", 0) if t else pi
+        tail = averaged(history, "uniform", max(1, (t + 1) // 2)) if t else pi
         rows.append({"iteration": t, "exploit_last": exploitability(P, pi), "exploit_avg": exploitability(P, avg),
-                     "winrate_vs_pi0": win_rate(P, pi, pi0), "support_last": float((pi > 0.01).sum(axis=1).mean())})
+                     "exploit_tail": exploitability(P, tail), "winrate_vs_pi0": win_rate(P, pi, pi0),
+                     "support_last": float((pi > 0.01).sum(axis=1).mean())})
     return rows
 
 
 # ----- report -----
 
 
-def print_table(results: dict, nash: dict, checkpoints: list[int]) -> None:
+def summarize(by_seed: dict, cfg: GameConfig) -> dict:
+    """Per method, at T: mean, min and max over seeds of last / averaged / tail-averaged exploitability."""
+    out = {}
+    for method in next(iter(by_seed.values())):
+        finals = [by_seed[s][method][-1] for s in by_seed]
+        out[method] = {key: {"mean": float(np.mean([r[key] for r in finals])), "min": float(min(r[key] for r in finals)),
+                             "max": float(max(r[key] for r in finals))}
+                       for key in ("exploit_last", "exploit_avg", "exploit_tail", "winrate_vs_pi0")}
+        opts = parse_fit(method) if method.startswith("sppo_fit") else set()
+        n = cfg.samples + (cfg.explore if "explore" in opts else 0)
+        out[method]["judge_calls_per_prompt"] = n * (n - 1) if method not in ("sppo_exact", "sppo_kl") else 0
+    return out
+
+
+def print_table(results: dict, nash: dict, checkpoints: list[int], summary: dict, seeds: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Tabular SPPO game: exploitability (max_y P(y > pi) - 1/2), Nash support {nash['support']:.1f}")
-    table.add_column("method")
+    console = Console(width=170)
+    table = Table(title=f"Tabular SPPO game, seed 0: exploitability (max_y P(y > pi) - 1/2), Nash support "
+                        f"{nash['support']:.1f}")
+    table.add_column("method", no_wrap=True)
     for t in checkpoints:
         table.add_column(f"T={t} last / avg", justify="right")
     table.add_column("win vs pi_0 (last)", justify="right")
@@ -214,7 +263,15 @@ def print_table(results: dict, nash: dict, checkpoints: list[int]) -> None:
         table.add_row(method, *[f"{rows[t]['exploit_last']:.3f} / {rows[t]['exploit_avg']:.3f}" for t in checkpoints],
                       f"{rows[-1]['winrate_vs_pi0']:.3f}")
     table.add_row("nash (LP)", *[f"{nash['exploitability']:.3f}" for _ in checkpoints], f"{nash['winrate_vs_pi0']:.3f}")
-    Console(width=160).print(table)
+    console.print(table)
+    table = Table(title=f"At T={checkpoints[-1]}: mean (range) over {seeds} seed(s)")
+    for col in ("method", "last iterate", "averaged (all)", "averaged (last half)", "win vs pi_0", "judge calls/prompt"):
+        table.add_column(col, justify="left" if col == "method" else "right", no_wrap=col == "method")
+    for method, s in summary.items():
+        cell = lambda k: f"{s[k]['mean']:.3f} [{s[k]['min']:.3f}, {s[k]['max']:.3f}]"  # noqa: E731
+        table.add_row(method, cell("exploit_last"), cell("exploit_avg"), cell("exploit_tail"),
+                      f"{s['winrate_vs_pi0']['mean']:.3f}", str(s["judge_calls_per_prompt"] or "-"))
+    console.print(table)
 
 
 def save_plot(results: dict, path: Path) -> None:
@@ -242,34 +299,54 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="outputs/benchmarks/nash_game", help="Folder for results.json and plot.png.")
     parser.add_argument("--smoke", action="store_true", help="Tiny size (4 prompts, T=8): seconds.")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"Comma-separated subset of {', '.join(METHODS)}.")
+    parser.add_argument("--seeds", type=int, default=1, help="Games / sampling seeds seed..seed+N-1 (the table: mean, range).")
     for name, f in GameConfig.__dataclass_fields__.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(f.default), default=None, help=f.metadata["help"])
     args = parser.parse_args(argv)
     cfg = GameConfig(prompts=4, iterations=8, fit_steps=20) if args.smoke else GameConfig()
     cfg = GameConfig(**{**asdict(cfg), **{k: v for k, v in vars(args).items() if k in asdict(cfg) and v is not None}})
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = []
+    for m in (m.strip() for m in args.methods.split(",") if m.strip()):
+        if m.startswith("sppo_fit+"):  # options in any order name the same method
+            try:
+                m = "+".join(["sppo_fit", *(o for o in FIT_OPTIONS if o in parse_fit(m))])
+            except ValueError:
+                pass
+        methods.append(m)
     bad = [m for m in methods if m not in METHODS]
     if bad:
         parser.error(f"--methods: unknown {bad}; choose from {', '.join(METHODS)}")
-    if cfg.responses < 3 or cfg.samples < 2 or cfg.iterations < 1:
-        parser.error("--responses must be >= 3, --samples >= 2 and --iterations >= 1")
+    if cfg.responses < 3 or cfg.samples < 2 or cfg.iterations < 1 or args.seeds < 1:
+        parser.error("--responses must be >= 3, --samples >= 2, --iterations >= 1 and --seeds >= 1")
+    if cfg.explore_source not in ("initial", "iterates", "temperature"):
+        parser.error(f"--explore-source {cfg.explore_source!r}: use initial, iterates or temperature")
+    if not 0 <= cfg.reference_mix < 1:
+        parser.error(f"--reference-mix {cfg.reference_mix}: must lie in [0, 1)")
 
     import torch
     from tqdm import tqdm
 
     torch.set_num_threads(1)  # tiny tensors: threads only add overhead
-    P, pi0 = make_game(cfg)
-    nash = np.stack([nash_policy(p) for p in P])
-    nash_info = {"exploitability": exploitability(P, nash), "winrate_vs_pi0": win_rate(P, nash, pi0),
-                 "support": float((nash > 1e-6).sum(axis=1).mean()), "pi0_exploitability": exploitability(P, pi0)}
-    results = {m: run_method(m, P, pi0, cfg) for m in tqdm(methods, desc="methods")}
+    by_seed, infos = {}, {}
+    for seed in tqdm(range(cfg.seed, cfg.seed + args.seeds), desc="seeds"):
+        scfg = GameConfig(**{**asdict(cfg), "seed": seed})
+        P, pi0 = make_game(scfg)
+        nash = np.stack([nash_policy(p) for p in P])
+        infos[seed] = {"exploitability": exploitability(P, nash), "winrate_vs_pi0": win_rate(P, nash, pi0),
+                       "support": float((nash > 1e-6).sum(axis=1).mean()), "pi0_exploitability": exploitability(P, pi0)}
+        by_seed[seed] = {m: run_method(m, P, pi0, scfg) for m in tqdm(methods, desc="methods", leave=False)}
+    nash_info, results = infos[cfg.seed], by_seed[cfg.seed]
+    summary = summarize(by_seed, cfg)
     checkpoints = sorted({1, min(10, cfg.iterations), cfg.iterations // 2, cfg.iterations} - {0})
-    print(f"pi_0 exploitability {nash_info['pi0_exploitability']:.3f}; {cfg.prompts} prompts x {cfg.responses} "
-          f"responses, T={cfg.iterations}, K={cfg.samples}, eta={cfg.eta}")
-    print_table(results, nash_info, checkpoints)
+    print(f"pi_0 exploitability {nash_info['pi0_exploitability']:.3f} (seed {cfg.seed}); {cfg.prompts} prompts x "
+          f"{cfg.responses} responses, T={cfg.iterations}, K={cfg.samples}, eta={cfg.eta}, explore {cfg.explore} from "
+          f"{cfg.explore_source}, reference_mix {cfg.reference_mix}, {args.seeds} seed(s)")
+    print_table(results, nash_info, checkpoints, summary, args.seeds)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"config": asdict(cfg), "nash": nash_info, "results": results}
+    payload = {"config": asdict(cfg), "seeds": args.seeds, "nash": nash_info, "nash_by_seed": infos,
+               "results": results, "summary": summary,
+               "results_by_seed": {str(k): v for k, v in by_seed.items()} if args.seeds > 1 else {}}
     tmp = out / "results.json.tmp"
     tmp.write_text(json.dumps(payload, indent=1))
     tmp.replace(out / "results.json")

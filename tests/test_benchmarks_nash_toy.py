@@ -24,9 +24,10 @@ def load(name: str):
 
 def test_nash_game_smoke(tmp_path, capsys):
     bench = load("nash_game")
-    result = bench.main(["--smoke", "--out", str(tmp_path)])
+    result = bench.main(["--smoke", "--seeds", "2", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert "exploitability" in out and "sppo_exact" in out and "nash (LP)" in out
+    assert "sppo_fit+all+explore+reg" in out and "mean (range) over 2 seed(s)" in out
     assert (tmp_path / "plot.png").stat().st_size > 0
     assert json.loads((tmp_path / "results.json").read_text())["config"]["prompts"] == 4
     nash = result["nash"]
@@ -41,6 +42,22 @@ def test_nash_game_smoke(tmp_path, capsys):
         for r in rows:
             assert 0.0 <= r["exploit_last"] <= 0.5 and 0.0 <= r["exploit_avg"] <= 0.5, method
             assert 0.0 <= r["winrate_vs_pi0"] <= 1.0, method
+            assert 0.0 <= r["exploit_tail"] <= 0.5, method
+    summary = result["summary"]
+    assert set(summary) == set(bench.METHODS)
+    k, e = result["config"]["samples"], result["config"]["explore"]
+    assert summary["sppo_fit+explore"]["judge_calls_per_prompt"] == (k + e) * (k + e - 1)
+    assert summary["sppo_fit"]["judge_calls_per_prompt"] == k * (k - 1)
+    for s in summary.values():
+        assert s["exploit_avg"]["min"] <= s["exploit_avg"]["mean"] <= s["exploit_avg"]["max"]
+
+
+def test_nash_game_options_parse():
+    bench = load("nash_game")
+    assert bench.parse_fit("sppo_fit+reg+all") == {"all", "reg"}
+    assert len(bench.FITTED) == 8 and bench.FITTED[0] == "sppo_fit" and bench.FITTED[-1] == "sppo_fit+all+explore+reg"
+    with pytest.raises(ValueError):
+        bench.parse_fit("sppo_fit+nope")
 
 
 def test_nash_game_math():
