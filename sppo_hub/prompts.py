@@ -23,6 +23,24 @@ def _prompt_from(value, column: str, row: int) -> str:
     raise ValueError(f"column {column!r}: row {row} is {type(value).__name__}, not a prompt string or a conversation")
 
 
+def _check_readable(path: Path) -> None:
+    """Empty files and broken JSON Lines fail here with the line number (datasets' errors do not give it)."""
+    if not path.read_bytes().strip():
+        raise ValueError(f"prompts: {path} is empty; write one JSON object per line, e.g. {{\"prompt\": \"...\"}}")
+    if path.suffix != ".jsonl":
+        return
+    import json
+
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"prompts: {path} line {number} is not valid JSON ({err.msg}); "
+                                     "write one JSON object per line") from None
+
+
 def load_prompts(source: str | Path, split: str = "train", column: str | None = None,
                  config_name: str | None = None) -> list[str]:
     """Prompt strings from `source`: a local file or a Hub dataset id (with `split`, `column`).
@@ -43,7 +61,13 @@ def load_prompts(source: str | Path, split: str = "train", column: str | None = 
     if path.suffix in _FORMATS:
         if not path.is_file():
             raise FileNotFoundError(f"prompts: {path} does not exist")
-        ds = load_dataset(_FORMATS[path.suffix], data_files=str(path), split="train")
+        _check_readable(path)
+        try:
+            ds = load_dataset(_FORMATS[path.suffix], data_files=str(path), split="train")
+        except Exception as err:  # datasets wraps parser errors (and raises StopIteration on some empty files)
+            cause = err.__cause__ or err.__context__ or err
+            raise ValueError(f"prompts: cannot read {path} as {path.suffix[1:]} ({type(cause).__name__}: "
+                             f"{str(cause).splitlines()[0] if str(cause) else 'no rows'})") from None
     elif path.exists():
         raise ValueError(f"prompts: unsupported file {path}; use .jsonl, .json, .parquet, .csv or .txt")
     else:

@@ -139,20 +139,14 @@ def open_run_manifest(config, resume: bool) -> RunManifest:
 
     run_dir = config.run_dir
     data = config.to_dict()
+    from .run_resume import accept_resume_changes, check_run_folder
+
+    check_run_folder(config, resume)  # a plain rerun into a run's folder, or --resume without one: a way out
     if resume:
         manifest = RunManifest.load(run_dir)
-        diff = config_differences(manifest.data["config"], data)
-        if diff:
-            raise ValueError(
-                f"--resume: the recipe differs from the one the run in {run_dir} started with "
-                f"({', '.join(diff[:5])}); resume with the same recipe, or start a new run with another output_dir."
-            )
+        if accept_resume_changes(manifest, data, run_dir):  # only settings of stages that have not run yet
+            save_recipe(config, run_dir / "recipe.yaml")
         return manifest
-    if (run_dir / MANIFEST_NAME).exists():
-        raise ValueError(
-            f"output_dir {str(run_dir)!r} already holds a run (manifest.json); pass --resume to continue it, "
-            "or set output_dir=<new folder> / run_name=<new name>."
-        )
     run_dir.mkdir(parents=True, exist_ok=True)
     save_recipe(config, run_dir / "recipe.yaml")
     return RunManifest.create(run_dir, config.run_name, data)

@@ -1,4 +1,4 @@
-"""`sppo-hub run RECIPE.yaml [key=value ...] [--resume] [--local-hub]`: the whole SPPO loop."""
+"""`sppo-hub run RECIPE.yaml [key=value ...] [--resume] [--local-hub] [--check]`: the whole SPPO loop."""
 
 from __future__ import annotations
 
@@ -12,17 +12,25 @@ def register(subparsers) -> None:
         description=(
             "Run Algorithm 1 of SPPO from a YAML recipe: for each iteration, generate K responses with "
             "the current policy, judge them pairwise, build the win-rate datasets, publish them, train the "
-            "next policy against the current one, publish it, and load it back from the Hub."
+            "next policy against the current one, publish it, and load it back from the Hub. The recipe and "
+            "everything it points to (model, revision, prompts, judge, training arguments) are checked "
+            "before anything is computed; --check does only that and prints the plan."
         ),
     )
-    parser.add_argument("recipe", help="YAML recipe (see recipes/quickstart.yaml)")
+    parser.add_argument("recipe", nargs="?", default=None, help="YAML recipe (see recipes/quickstart.yaml)")
+    parser.add_argument("--config", default=None, metavar="RECIPE", help="the YAML recipe, as a flag (as in TRL)")
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE",
-        help="dotted overrides of recipe keys, e.g. sampling.num_samples=4 iterations=2",
+        help="dotted overrides of recipe keys, e.g. sampling.num_samples=4 iterations=2 (before or after flags)",
+    )
+    parser.add_argument(
+        "--check", "--dry-run", dest="check", action="store_true",
+        help="only validate the recipe and what it points to, print the plan, and exit (nothing is written)",
     )
     parser.add_argument(
         "--resume", action="store_true",
-        help="continue the run in the recipe's output_dir from its last finished stage",
+        help="continue the run in the recipe's output_dir from its last finished stage; settings of stages "
+             "that have not run yet may change",
     )
     parser.add_argument(
         "--local-hub", action="store_true",
@@ -38,17 +46,43 @@ def register(subparsers) -> None:
     parser.set_defaults(func=_run)
 
 
+def recipe_and_overrides(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """The recipe path (positional or --config) and the overrides, checked for usage errors."""
+    from ..cli import UserError
+
+    overrides = list(args.overrides)
+    recipe = args.recipe
+    if recipe and "=" in recipe and args.config:  # `run --config r.yaml key=value`: the positional is an override
+        overrides.insert(0, recipe)
+        recipe = None
+    if recipe and args.config:
+        raise UserError(f"give the recipe once: either {recipe} or --config {args.config}")
+    recipe = recipe or args.config
+    if not recipe:
+        raise UserError("no recipe: pass a YAML recipe, e.g. `sppo-hub run recipes/quickstart.yaml`")
+    if not (0 <= args.hub_port <= 65535):
+        raise UserError(f"--hub-port {args.hub_port}: use a TCP port between 1 and 65535 (0 picks a free one)")
+    if args.local_hub:
+        overrides.append("publish.local_hub=true")
+    return recipe, overrides
+
+
 def _run(args: argparse.Namespace) -> int:
     from ..console import configure_threads, quiet_libraries
 
     quiet_libraries(verbose=args.verbose)  # before transformers, datasets, huggingface_hub are imported
     configure_threads()
     from ..config import load_recipe
+    from ..preflight import preflight
+
+    recipe, overrides = recipe_and_overrides(args)
+    config = load_recipe(recipe, overrides)
+    plan = preflight(config, resume=args.resume)
+    if args.check:
+        print(plan.describe())
+        print("check passed: nothing was computed or written")
+        return 0
     from ..run import run_from_config
 
-    overrides = list(args.overrides)
-    if args.local_hub:
-        overrides.append("publish.local_hub=true")
-    config = load_recipe(args.recipe, overrides)
     run_from_config(config, resume=args.resume, hub_port=args.hub_port)
     return 0
