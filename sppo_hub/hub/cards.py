@@ -97,6 +97,8 @@ class ModelCardInfo:
     hyperparameters: dict = field(default_factory=dict, metadata={"help": "Training hyperparameters."})
     loss_history: list = field(default_factory=list, metadata={"help": "Losses, or (step, loss) pairs."})
     win_rates_by_iteration: list = field(default_factory=list, metadata={"help": "(iteration, win rate) pairs."})
+    accuracy_by_iteration: list = field(
+        default_factory=list, metadata={"help": "(iteration, held-out accuracy) pairs from a verifiable judge, 0 = pi_0."})
     eval_results: list = field(default_factory=list, metadata={"help": "EvalResult objects or their kwargs."})
     license: str = field(default="apache-2.0", metadata={"help": "License of the weights."})
     language: list[str] = field(default_factory=lambda: ["en"], metadata={"help": "Languages."})
@@ -148,13 +150,20 @@ def plot_loss_curve(loss_history: Sequence, path: str | Path) -> Path:
     return _save(fig, Path(path))
 
 
-def plot_win_rate_by_iteration(points: Sequence, path: str | Path) -> Path:
-    its, rates = _xy(points)
+def plot_win_rate_by_iteration(points: Sequence, path: str | Path, accuracy: Sequence = ()) -> Path:
+    """Win rate vs pi_0 per iteration; with `accuracy` ((iteration, value) pairs), held-out accuracy beside it."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot(its, rates, marker="o")
+    if points:
+        its, rates = _xy(points)
+        ax.plot(its, rates, marker="o", label="win rate vs pi_0")
+    if accuracy:
+        its, values = _xy(accuracy)
+        ax.plot(its, values, marker="s", label="held-out accuracy")
+        ax.legend(loc="best", fontsize=8)
     ax.axhline(0.5, color="grey", ls="--", lw=1)
-    ax.set(xlabel="iteration", ylabel="win rate", title="Win rate by iteration", ylim=(0, 1))
+    title = "Win rate and held-out accuracy by iteration" if accuracy else "Win rate by iteration"
+    ax.set(xlabel="iteration", ylabel="win rate" + (" / accuracy" if accuracy else ""), title=title, ylim=(0, 1))
     ax.xaxis.get_major_locator().set_params(integer=True)
     return _save(fig, Path(path))
 
@@ -246,8 +255,9 @@ def render_model_card(info: ModelCardInfo | Mapping, repo_id: str, out_dir: str 
     loss_plot = win_plot = None
     if info.loss_history:
         loss_plot = plot_loss_curve(info.loss_history, out_dir / "assets" / "loss_curve.png")
-    if info.win_rates_by_iteration:
-        win_plot = plot_win_rate_by_iteration(info.win_rates_by_iteration, out_dir / "assets" / "win_rate_by_iteration.png")
+    if info.win_rates_by_iteration or info.accuracy_by_iteration:
+        win_plot = plot_win_rate_by_iteration(info.win_rates_by_iteration, out_dir / "assets" / "win_rate_by_iteration.png",
+                                              accuracy=info.accuracy_by_iteration)
     results = _eval_results(info.eval_results)
     hub_base = info.base_model if _REPO_ID_RE.match(info.base_model or "") else None  # the Hub rejects paths
     data = ModelCardData(

@@ -43,7 +43,11 @@ def _win_rate(ctx: RunContext, responses_a: list[str], responses_b: list[str], t
 
 def baseline(ctx: RunContext, t: int, timer) -> dict:
     """Stage `baseline` (t=0): pi_0's responses, what every iteration is compared with."""
-    return _responses(ctx, 0, ctx.policy_path(0), timer)
+    art = _responses(ctx, 0, ctx.policy_path(0), timer)
+    if art.get("accuracy") is not None:
+        ctx.console.print(f"  pi_0 held-out accuracy: {art['accuracy']:.1%} ({len(ctx.heldout_prompts())} prompts, "
+                          f"{getattr(ctx.judge(), 'name', ctx.config.judge.type)})")
+    return art
 
 
 def compare(ctx: RunContext, t: int, timer) -> dict:

@@ -41,6 +41,9 @@ def publish_model(ctx: RunContext, t: int, timer, published_data: dict) -> dict:
                 hyperparameters={k: v for k, v in trainer_kwargs(ctx.config, Path(".")).items() if k != "output_dir"},
                 loss_history=train.get("loss_history", []),
                 win_rates_by_iteration=[(i, w) for i, w in wins if w is not None],
+                accuracy_by_iteration=[(i, a) for i in range(t + 1)
+                                       if (a := ctx.artifacts(i, "baseline" if i == 0 else "compare").get("accuracy"))
+                                       is not None],
                 eval_results=heldout_accuracy_results(ctx, t))
     publisher = ctx.publisher()
     ref = publisher.publish_checkpoint(t, folder, info)
