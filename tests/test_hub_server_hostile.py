@@ -154,9 +154,10 @@ def test_bounded_worker_pool_answers_503_beyond_its_queue(tmp_path):
     small = start_local_hub(tmp_path / "small", token=TOKEN,
                             limits=ServerLimits(max_workers=2, max_pending=2, idle_timeout=3, request_timeout=3))
     try:
-        idle = []  # clients that connect and say nothing: 2 hold the workers, then the queue fills up
+        idle = []  # clients that start a request and stall: 2 hold the workers, then the queue fills up
         while not small.server._pending.full() and len(idle) < 20:
             idle.append(socket.create_connection(("127.0.0.1", small.server.server_address[1])))
+            idle[-1].sendall(b"GET /api/whoami-v2 HTTP/1.1\r\n")
             time.sleep(0.1)
         assert small.server._pending.full()
         answer, took = _head_only(small, "GET /api/whoami-v2 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -173,6 +174,13 @@ def test_bounded_worker_pool_answers_503_beyond_its_queue(tmp_path):
             time.sleep(0.1)
         assert raw(small, "GET", "/api/whoami-v2")[0] == 200
         assert len(small.server._workers) == 2 and threading.active_count() < 200
+        # idle kept-alive connections give their worker up at once when others are waiting
+        idle = [socket.create_connection(("127.0.0.1", small.server.server_address[1])) for _ in range(2)]
+        time.sleep(0.3)
+        start = time.monotonic()
+        assert raw(small, "GET", "/api/whoami-v2")[0] == 200 and time.monotonic() - start < 2.5
+        for s in idle:
+            s.close()
     finally:
         small.stop()
 

@@ -131,14 +131,27 @@ class _DeadlineReader(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         h, limits = self.handler, self.handler.server.limits
-        timeout = limits.idle_timeout
         if h.deadline is not None:
-            timeout = min(timeout, h.deadline - time.monotonic())
+            timeout = min(limits.idle_timeout, h.deadline - time.monotonic())
             if timeout <= 0:
                 raise TimeoutError("the request took longer than the local Hub's request timeout")
-        self.sock.settimeout(timeout)
-        n = self.sock.recv_into(buffer)
-        if n and h.deadline is None:  # the first bytes of a request start its clock
+            self.sock.settimeout(timeout)
+            return self.sock.recv_into(buffer)
+        # Between requests (an idle kept-alive connection): wait up to the idle timeout, but give the
+        # worker up within half a second when other connections are queued for one.
+        end = time.monotonic() + limits.idle_timeout
+        while True:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("idle connection closed by the local Hub")
+            self.sock.settimeout(min(0.5, remaining))
+            try:
+                n = self.sock.recv_into(buffer)
+                break
+            except TimeoutError:
+                if h.server._pending.qsize():
+                    raise TimeoutError("idle connection closed: other clients wait for a worker") from None
+        if n:  # the first bytes of a request start its clock
             h.deadline = time.monotonic() + limits.request_timeout
         return n
 
