@@ -74,7 +74,7 @@ def test_publish_iteration_and_load_it_back(local_hub, tiny_model_dir):
     assert model.generate(**ids, max_new_tokens=3, do_sample=False).shape[1] == ids["input_ids"].shape[1] + 3
     files = set(api.list_repo_files("sppo-org/demo-iter1"))
     assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer_config.json", "README.md",
-            "assets/loss_curve.png", "assets/win_rate_by_iteration.png", "sppo_artifact.json"} <= files
+            "assets/loss_curve.png", "assets/win_rate_by_iteration.png", "sppo/artifact.json"} <= files
 
     # cards: metadata the Hub reads (lineage, datasets, tags) round-trips
     mcard = ModelCard.load("sppo-org/demo-iter1")
@@ -258,3 +258,15 @@ def test_lora_adapter_checkpoint_round_trip(local_hub, tiny_model_dir, tmp_path)
     assert type(loaded).__name__ == "PeftModelForCausalLM"
     card = ModelCard.load(ref.repo_id)
     assert card.data.library_name == "peft" and "AutoPeftModelForCausalLM" in card.text
+
+
+def test_bookkeeping_files_go_to_one_folder(local_hub, tiny_model_dir, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_model_dir, ckpt)
+    for name in ("manifest.json", "log_history.json"):
+        (ckpt / name).write_text("{}")
+    ref = HubPublisher("sppo-org", "books").publish_checkpoint(1, ckpt, _model_card(1))
+    files = set(local_hub.api.list_repo_files(ref.repo_id))
+    assert {"sppo/artifact.json", "sppo/manifest.json", "sppo/log_history.json"} <= files
+    root = {f for f in files if "/" not in f}
+    assert not root & {"manifest.json", "log_history.json", "sppo_artifact.json", "run_manifest.json"}

@@ -73,7 +73,7 @@ def _tree(api, repo_id: str, commit: str, repo_type: str = "model") -> dict[str,
     """{path: blob/LFS oid} of a commit, minus files that legitimately differ between two runs."""
     files = api.list_repo_tree(repo_id, revision=commit, repo_type=repo_type, recursive=True)
     # run-specific text: timings (log_history, manifests), the run's own paths (training_args), cards naming repos
-    skip = ("manifest.json", "README.md", "sppo_artifact.json", "run_manifest.json", "log_history.json",
+    skip = ("manifest.json", "README.md", "sppo/artifact.json", "run_manifest.json", "log_history.json",
             "training_args.bin")
     return {f.path: (f.lfs.sha256 if getattr(f, "lfs", None) else f.blob_id) for f in files
             if hasattr(f, "blob_id") and not f.path.endswith(skip)}
@@ -88,8 +88,8 @@ def test_two_iterations_publish_and_chain_through_the_hub(reference_run, local_h
         model = manifest.stage(t, "publish_model")["artifacts"]
         assert model["repo_id"] == f"sppo-user/tiny-ref-iter{t}"
         files = {f.path for f in api.list_repo_tree(model["repo_id"], revision=model["commit"], recursive=True)}
-        assert {"config.json", "model.safetensors", "manifest.json"} <= files
-        published = json.loads(Path(api.hf_hub_download(model["repo_id"], "manifest.json", revision=model["commit"])).read_text())
+        assert {"config.json", "model.safetensors", "sppo/manifest.json"} <= files
+        published = json.loads(Path(api.hf_hub_download(model["repo_id"], "sppo/manifest.json", revision=model["commit"])).read_text())
         assert published["iterations"][str(t)]["train"]["artifacts"]["seed"] == manifest.stage(t, "train")["artifacts"]["seed"]
         data = manifest.stage(t, "publish_data")["artifacts"]
         from datasets import load_dataset

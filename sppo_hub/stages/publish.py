@@ -25,7 +25,9 @@ def publish_data(ctx: RunContext, t: int, timer, data: dict) -> dict:
                 sampling=dict(temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens,
                               seed=ctx.sampling(t).seed),
                 judge=ctx.artifacts(t, "judge")["judge"], probability_rule=ctx.config.data.rule)
-    ref = ctx.publisher().publish_iteration_data(t, ds["table"], ds["pairs"], ds["triplets"], info)
+    publisher = ctx.publisher()
+    ref = publisher.publish_iteration_data(t, ds["table"], ds["pairs"], ds["triplets"], info)
+    _add_to_collection(ctx, publisher, ref)
     return {"repo_id": ref.repo_id, "commit": ref.commit_sha, "tag": ref.tag, "url": ref.url}
 
 
@@ -50,11 +52,15 @@ def publish_model(ctx: RunContext, t: int, timer, published_data: dict) -> dict:
     hub_dir = local_hub_dir(ctx)
     if hub_dir is not None:  # the run folder's weights become hard links to the published objects (one copy on disk)
         link_folder_to_hub(folder, hub_dir)
+    _add_to_collection(ctx, publisher, ref)
+    return {"repo_id": ref.repo_id, "commit": ref.commit_sha, "tag": ref.tag, "url": ref.url}
+
+
+def _add_to_collection(ctx: RunContext, publisher, ref) -> None:
     try:
         publisher.add_to_collection(ref)
     except Exception as err:  # collections are a nicety: a Hub without them must not fail the run
         ctx.console.print(f"  [yellow]collection not updated: {type(err).__name__}[/yellow]")
-    return {"repo_id": ref.repo_id, "commit": ref.commit_sha, "tag": ref.tag, "url": ref.url}
 
 
 def heldout_accuracy_results(ctx: RunContext, t: int) -> list[dict]:
@@ -79,10 +85,13 @@ def publish_final_manifest(ctx: RunContext) -> None:
     data = json.loads(ctx.manifest.to_json())
     data.pop("wall_seconds_last_session", None)
     text = json.dumps(data, indent=2) + "\n"
+    from ..hub.publish import BOOKKEEPING_DIR
+
+    path_in_repo = f"{BOOKKEEPING_DIR}/run_manifest.json"
     try:
-        current = Path(api.hf_hub_download(repo_id, "run_manifest.json")).read_text()
+        current = Path(api.hf_hub_download(repo_id, path_in_repo)).read_text()
     except Exception:
         current = None
     if current != text:
-        api.upload_file(path_or_fileobj=text.encode(), path_in_repo="run_manifest.json", repo_id=repo_id,
+        api.upload_file(path_or_fileobj=text.encode(), path_in_repo=path_in_repo, repo_id=repo_id,
                         commit_message=f"SPPO run {ctx.config.run_name}: final run manifest")
