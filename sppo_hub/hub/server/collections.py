@@ -192,14 +192,14 @@ def space_variables(h, repo_id: str) -> None:
     repo = _space(h, repo_id, write=h.command != "GET")
     variables = dict(repo.settings.get("variables") or {})
     if h.command == "POST":
-        key = body.get("key") or ""
+        key = field(body, "key", str, "")
         if not key:
             raise HubError(400, "Variable 'key' is required.")
         variables[key] = {"value": str(body.get("value", "")), "description": body.get("description"),
                           "updatedAt": _now()}
         repo.update_settings(variables=variables)
     elif h.command == "DELETE":
-        variables.pop(body.get("key", ""), None)
+        variables.pop(field(body, "key", str, ""), None)
         repo.update_settings(variables=variables)
     h.send(200, variables)
 
@@ -210,15 +210,15 @@ def space_secrets(h, repo_id: str) -> None:
     described = dict(repo.settings.get("secrets") or {})
     values = _SECRETS.setdefault((str(h.server.storage.root), repo_id), {})
     if h.command == "POST":
-        key = body.get("key") or ""
+        key = field(body, "key", str, "")
         if not key:
             raise HubError(400, "Secret 'key' is required.")
         values[key] = str(body.get("value", ""))
         described[key] = {"description": body.get("description"), "updatedAt": _now()}
         repo.update_settings(secrets=described)  # names and descriptions only, never values
     elif h.command == "DELETE":
-        values.pop(body.get("key", ""), None)
-        described.pop(body.get("key", ""), None)
+        values.pop(field(body, "key", str, ""), None)
+        described.pop(field(body, "key", str, ""), None)
         repo.update_settings(secrets=described)
     h.send(200, described if h.command == "GET" else {})
 
