@@ -245,6 +245,16 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def policy_load_kwargs(self, base: bool) -> dict[str, Any]:
+        """`from_pretrained` options of a policy: model.trust_remote_code, model.dtype unless auto, and
+        model.revision for the base model (later policies are snapshots of their published commits)."""
+        kwargs: dict[str, Any] = {"trust_remote_code": self.model.trust_remote_code}
+        if self.model.dtype != "auto":
+            kwargs["dtype"] = self.model.dtype
+        if base and self.model.revision:
+            kwargs["revision"] = self.model.revision
+        return kwargs
+
     def validate(self) -> RunConfig:
         """Cheap checks that need no model, data or network; raises ValueError naming the field."""
         _check_type("iterations", self.iterations, int)

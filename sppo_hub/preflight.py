@@ -301,8 +301,18 @@ def preflight(config: RunConfig, *, resume: bool = False, check_endpoint: bool =
     from .run_resume import check_run_folder
 
     config.validate()
-    notes: list[str] = []
     manifest = check_run_folder(config, resume)
+    endpoint = config.publish.endpoint if config.publish.enabled and not config.publish.local_hub else None
+    if endpoint:  # the run reads models from the endpoint it publishes to: check there
+        from .hub.endpoint import use_endpoint
+
+        with use_endpoint(endpoint):
+            return _preflight(config, manifest, check_endpoint, prompts)
+    return _preflight(config, manifest, check_endpoint, prompts)
+
+
+def _preflight(config: RunConfig, manifest, check_endpoint: bool, prompts: list[str] | None) -> RunPlan:
+    notes: list[str] = []
     check_backend(config)
     source = check_model_source(config.model.name_or_path, config.model.revision)
     check_judge(config)

@@ -299,13 +299,15 @@ def save_policy(trainer: DPOTrainer, out_dir: str | Path, merge: bool = False, d
     return out_dir
 
 
-def load_causal_lm(path: str | Path, dtype: torch.dtype):
-    """`AutoModelForCausalLM.from_pretrained`, with a clear error for an unreadable (corrupt, truncated) checkpoint."""
+def load_causal_lm(path: str | Path, dtype: torch.dtype, **hub):
+    """`AutoModelForCausalLM.from_pretrained`, with a clear error for an unreadable (corrupt, truncated) checkpoint.
+
+    `hub`: revision / trust_remote_code, passed through."""
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+        return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **hub)
     except SafetensorError as err:
         raise ValueError(f"model {path}: its weights cannot be read ({err}); the checkpoint is corrupt or "
                          "incomplete: re-download or re-save it.") from None
@@ -347,11 +349,17 @@ def train_policy(
     output_dir: str | Path | None = None,
     merge: bool = True,
     progress=None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    model_dtype: str | None = None,
 ) -> dict[str, Any]:
     """Fit a policy on a pairs dataset with `model` (pi_t) as the reference unless `ref_model` is given; save it.
 
     `progress`: a TrainerCallback that replaces the Trainer's progress bar and printed log dicts
     (`sppo_hub.console.training_progress()`: one bar of steps with the loss).
+
+    `revision` / `trust_remote_code` go to every `from_pretrained` of `model`; `model_dtype` (a torch dtype name,
+    not "auto") loads the policy and reference in that dtype instead of the one chosen from the hardware.
 
     Returns the training metrics plus `loss_history` ([(step, loss)]) and `log_history` (the raw log records).
     """
@@ -360,18 +368,21 @@ def train_policy(
     for label, path in (("model", model), ("ref_model", ref_model)):
         if path is not None and str(path).startswith((".", "/")) and not Path(path).exists():
             raise ValueError(f"{label} path {path} does not exist; pass a saved model folder or a Hub id.")
-    tokenizer = AutoTokenizer.from_pretrained(str(model))
+    hub = {"revision": revision, "trust_remote_code": trust_remote_code}
+    tokenizer = AutoTokenizer.from_pretrained(str(model), **hub)
     if not tokenizer.chat_template:
         raise ValueError(f"model {model} has no chat template (tokenizer_config chat_template); set one before training.")
     # fp32 weights on CPU (bf16 only under GPU autocast); the saved policy keeps the base's stored dtype
-    stored = getattr(AutoConfig.from_pretrained(str(model)), "dtype", None)
+    stored = getattr(AutoConfig.from_pretrained(str(model), **hub), "dtype", None)
     stored = getattr(torch, stored) if isinstance(stored, str) and hasattr(torch, stored) else stored
     dtype, save_dtype = training_dtypes(args, stored if isinstance(stored, torch.dtype) else None)
-    policy = load_causal_lm(model, dtype)
-    reference = load_causal_lm(ref_model, dtype) if ref_model is not None else None
+    if model_dtype not in (None, "auto"):
+        dtype = getattr(torch, model_dtype)
+    policy = load_causal_lm(model, dtype, **hub)
+    reference = load_causal_lm(ref_model, dtype, trust_remote_code=trust_remote_code) if ref_model is not None else None
     if reference is None and peft_config is None and fsdp_loads_weights_on_rank0_only():
         with full_weights_on_every_rank():  # TRL's own reference copy would be zeros off rank 0 (see there)
-            reference = load_causal_lm(model, dtype)
+            reference = load_causal_lm(model, dtype, **hub)
     trainer = SPPOTrainer(policy, ref_model=reference, args=args, train_dataset=train_dataset,
                           processing_class=tokenizer, peft_config=peft_config)
     if progress is not None:

@@ -14,9 +14,10 @@ def _responses(ctx: RunContext, t: int, model: str, timer) -> dict:
     from ..generation import generate_responses
 
     sampling = ctx.sampling(0, num_samples=1)  # same seed every iteration: only the policy differs
+    options = {**ctx.config.policy_load_kwargs(base=t == 0), **ctx.config.generation_kwargs}  # model.revision/dtype/...
     with timer.computing():
         ds = generate_responses(model, ctx.heldout_prompts(), sampling, backend=ctx.config.generation_backend,
-                                **ctx.config.generation_kwargs)
+                                **options)
     responses = [r[0] for r in ds["responses"]]
     path = ctx.iter_dir(t) / "compare_responses.json"
     atomic_write_text(path, json.dumps(responses, indent=1))

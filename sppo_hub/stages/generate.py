@@ -13,9 +13,10 @@ def generate(ctx: RunContext, t: int, timer) -> dict:
     sampling = ctx.sampling(t)
     model = ctx.policy_path(t - 1)
     ctx.release_judge_for_vllm()
+    options = {**ctx.config.policy_load_kwargs(base=t == 1), **ctx.config.generation_kwargs}  # model.revision/dtype/...
     with timer.computing():  # chunks saved under out/generate-chunks: a killed stage resumes mid-way
         ds = generate_responses(model, prompts, sampling, backend=ctx.config.generation_backend,
-                                out_dir=out / "generate-chunks", **ctx.config.generation_kwargs)
+                                out_dir=out / "generate-chunks", **options)
     ds = ds.remove_columns([c for c in ("prompt_id",) if c in ds.column_names]).add_column("prompt_id", idx)
     path = save_dataset_atomic(ds, out / "generations")
     return {"path": path, "policy": model, "seed": sampling.seed, "rows": len(ds), "sha": sha(ds["responses"])}

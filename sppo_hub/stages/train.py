@@ -60,8 +60,11 @@ def train(ctx: RunContext, t: int, timer, data: dict) -> dict:
                           target_modules=list(tc.lora_target_modules), task_type="CAUSAL_LM")
     set_seed(ctx.config.seed + t)
     with timer.computing():
+        load = ctx.config.policy_load_kwargs(base=t == 1)  # model.revision / trust_remote_code / dtype
         metrics = train_policy(policy, pairs, args, peft_config=lora, output_dir=final,
-                               merge=ctx.config.publish.merge_lora, progress=_progress(t))
+                               merge=ctx.config.publish.merge_lora, progress=_progress(t),
+                               revision=load.get("revision"), trust_remote_code=load["trust_remote_code"],
+                               model_dtype=load.get("dtype"))
     if ctx.process.is_main:
         shutil.rmtree(out / "trainer", ignore_errors=True)
     global_batch = tc.per_device_train_batch_size * tc.gradient_accumulation_steps * ctx.process.world_size

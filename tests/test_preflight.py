@@ -1,0 +1,158 @@
+"""`preflight`: a run is checked before it computes anything; resuming with a corrected recipe."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sppo_hub.config import load_recipe
+from sppo_hub.preflight import check_model_source, preflight
+from sppo_hub.run_manifest import RunManifest, open_run_manifest
+from sppo_hub.run_resume import check_resume_changes, check_run_folder
+
+
+def _recipe(tmp_path: Path, model: str, **extra) -> Path:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"say {i}"}) + "\n" for i in range(6)))
+    data = {"run_name": "pf", "model": model, "prompts": {"path": str(prompts)}, "iterations": 2,
+            "judge": {"type": "callable", "callable": f"{Path(__file__).resolve()}:prefer_first"},
+            "training": {"optim": "adamw_torch"}, "publish": {"enabled": False},
+            "output_dir": str(tmp_path / "run"), **extra}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def prefer_first(prompt: str, a: str, b: str) -> float:
+    return 0.75
+
+
+def test_plan_of_a_valid_recipe(tmp_path, tiny_model_dir):
+    config = load_recipe(_recipe(tmp_path, str(tiny_model_dir)), ["training.use_lora=true", "evaluation.compare_prompts=2",
+                                                                  "training.lora_target_modules=q_proj, v_proj"])
+    assert config.training.lora_target_modules == ["q_proj", "v_proj"]  # a string is split at commas, not letters
+    plan = preflight(config)
+    assert plan.prompts_per_iteration == [2, 2] and plan.heldout == 2 and plan.iterations == 2
+    assert plan.stages == ["generate", "judge", "data", "train", "compare"]
+    text = plan.describe()
+    assert str(tiny_model_dir) in text and "publish    : off" in text
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_plan_lists_the_repos_to_publish(tmp_path, tiny_model_dir):
+    config = load_recipe(_recipe(tmp_path, str(tiny_model_dir)), ["publish.enabled=true", "publish.local_hub=true"])
+    plan = preflight(config)
+    assert plan.repos == ["sppo-user/pf-iter1-data (dataset)", "sppo-user/pf-iter1 (model)",
+                          "sppo-user/pf-iter2-data (dataset)", "sppo-user/pf-iter2 (model)"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        (["training.use_lora=true", "training.lora_target_modules=[q_proj,query_key_value]"],
+         "training.lora_target_modules"),
+        (["training.optim=adamw_fast"], "training.optim"),
+        (["training.lr_scheduler_type=cosinee"], "training.lr_scheduler_type"),
+        (["training.args.not_a_field=1"], "training.args.not_a_field"),
+        (["model.revision=v1"], "model.revision"),  # a local folder has no revisions
+        (["judge.callable=missing_judge.py:f"], "judge.callable"),
+        (["iterations=7"], "iterations"),
+    ],
+)
+def test_preflight_rejects(tmp_path, tiny_model_dir, overrides, field):
+    config = load_recipe(_recipe(tmp_path, str(tiny_model_dir)), overrides)
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        preflight(config)
+
+
+def test_vllm_backend_without_vllm(tmp_path, tiny_model_dir, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    config = load_recipe(_recipe(tmp_path, str(tiny_model_dir)), ["generation_backend=vllm"])
+    with pytest.raises(ValueError, match=r"generation_backend=vllm: .*pip install 'sppo-hub\[vllm\]'"):
+        preflight(config)
+
+
+def test_corrupt_weights_and_missing_folders_fail_early(tmp_path, tiny_model_dir):
+    bad = tmp_path / "corrupt"
+    shutil.copytree(tiny_model_dir, bad)
+    (bad / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="corrupt"):
+        check_model_source(str(bad))
+    with pytest.raises(ValueError, match="no such folder"):
+        check_model_source(str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="no config.json"):
+        check_model_source(str(tmp_path))
+
+
+def test_hub_model_and_revision(local_hub, tiny_model_dir):
+    """Repo and revision are looked up with huggingface_hub calls, here against the local Hub."""
+    api = local_hub.api
+    repo = api.create_repo("sppo-user/preflight-base", exist_ok=True).repo_id
+    api.upload_folder(folder_path=str(tiny_model_dir), repo_id=repo)
+    api.create_branch(repo, branch="v1", exist_ok=True)
+    assert check_model_source(repo, "v1") == repo
+    with pytest.raises(ValueError, match=r"model\.revision='no-such-rev'"):
+        check_model_source(repo, "no-such-rev")
+    with pytest.raises(ValueError, match=r"model\.name_or_path=sppo-user/no-such-model"):
+        check_model_source("sppo-user/no-such-model")
+
+
+def test_offline_hub_id_not_in_cache(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match="HF_HUB_OFFLINE=1 and it is not in the local cache"):
+        check_model_source("someone/not-cached-model")
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def _manifest_with(tmp_path, tiny_model_dir, stages):
+    config = load_recipe(_recipe(tmp_path, str(tiny_model_dir)))
+    manifest = open_run_manifest(config, resume=False)
+    for it, name in stages:
+        manifest.record(it, name, {}, 0.0)
+    return config
+
+
+def test_resume_takes_changes_of_stages_not_yet_run(tmp_path, tiny_model_dir):
+    _manifest_with(tmp_path, tiny_model_dir, [(0, "prompts"), (0, "base_model"), (1, "generate"), (1, "judge")])
+    fixed = load_recipe(_recipe(tmp_path, str(tiny_model_dir)), ["training.learning_rate=1e-5", "data.drop_ties=false"])
+    manifest = open_run_manifest(fixed, resume=True)  # train and data have not run: allowed
+    assert manifest.data["config"]["training"]["learning_rate"] == 1e-5
+    assert RunManifest.load(fixed.run_dir).data["config_changes"][0]["training.learning_rate"] == 5e-7
+    assert load_recipe(fixed.run_dir / "recipe.yaml").training.learning_rate == 1e-5
+
+
+def test_resume_refuses_changes_that_finished_stages_used(tmp_path, tiny_model_dir):
+    _manifest_with(tmp_path, tiny_model_dir, [(0, "prompts"), (0, "base_model"), (1, "generate"), (1, "judge")])
+    changed = load_recipe(_recipe(tmp_path, str(tiny_model_dir)), ["sampling.temperature=0.3"])
+    with pytest.raises(ValueError) as err:
+        check_resume_changes(RunManifest.load(changed.run_dir), changed.to_dict(), changed.run_dir)
+    message = str(err.value)
+    assert "sampling.temperature" in message and "iteration 1 generate" in message and str(changed.run_dir) in message
+
+
+def test_plain_rerun_into_a_run_folder_names_the_way_out(tmp_path, tiny_model_dir):
+    config = _manifest_with(tmp_path, tiny_model_dir, [(0, "prompts")])
+    with pytest.raises(ValueError) as err:
+        check_run_folder(config, resume=False)
+    assert "--resume" in str(err.value) and f"rm -r {config.run_dir}" in str(err.value)
+    with pytest.raises(ValueError, match="holds no run"):
+        check_run_folder(load_recipe(_recipe(tmp_path, str(tiny_model_dir)), ["output_dir=" + str(tmp_path / "new")]),
+                         resume=True)
+
+
+def test_policy_load_kwargs_carry_model_settings(tmp_path, tiny_model_dir):
+    config = load_recipe(_recipe(tmp_path, "org/model"), ["model.revision=abc", "model.dtype=bfloat16",
+                                                          "model.trust_remote_code=true"])
+    assert config.policy_load_kwargs(base=True) == {"trust_remote_code": True, "dtype": "bfloat16", "revision": "abc"}
+    assert config.policy_load_kwargs(base=False) == {"trust_remote_code": True, "dtype": "bfloat16"}
