@@ -86,6 +86,11 @@ class SPPOConfig(DPOConfig):
                           "(default 0.1)."},
     )
     tau: float = field(default=0.0, metadata={"help": "INPO's KL weight toward pi_ref (0 <= tau * eta <= 1)."})
+    reference_mix: float = field(
+        default=0.0,
+        metadata={"help": "a in [0, 1): the reference becomes pi_ref^(1-a) pi_0^a, pi_0's log-probs read from the "
+                          "init_*_logps columns (sppo_hub.equilibrium; add them with add_initial_logps). 0: off."},
+    )
     label_smoothing: float = field(default=0.0, metadata={"help": "cDPO label smoothing for loss_type='dpo'."})
     ipo_reduction: str = field(
         default="mean",
@@ -110,6 +115,8 @@ class SPPOConfig(DPOConfig):
             self.beta = 0.1
         if self.ld_alpha is not None:
             raise ValueError("ld_alpha is not supported by SPPOTrainer; leave it unset.")
+        if not 0.0 <= self.reference_mix < 1.0:
+            raise ValueError(f"reference_mix={self.reference_mix}: give pi_0's weight in the reference, in [0, 1).")
         if self.ipo_reduction not in losses.IPO_REDUCTIONS:
             raise ValueError(f"ipo_reduction={self.ipo_reduction!r}: choose 'mean' (per-token, TRL >= 1.0) or 'sum'.")
         if self.save_dtype not in SAVE_DTYPES:
@@ -147,6 +154,9 @@ class SPPOTrainer(DPOTrainer):
         self._loss_params = set(inspect.signature(self.loss_fn).parameters)
         for name, ds in [("train_dataset", train_dataset), *_named(kwargs.get("eval_dataset"))]:
             _check_columns(ds, self.loss_name, name)
+            if args.reference_mix and ds is not None and not set(INIT_LOGP_COLUMNS) <= set(ds.column_names):
+                raise ValueError(f"reference_mix={args.reference_mix} needs {name} columns {INIT_LOGP_COLUMNS} "
+                                 "(log-probs under pi_0); add them with sppo_hub.trainer.add_initial_logps.")
         user_collator = kwargs.get("data_collator") is not None
         super().__init__(model, ref_model=ref_model, args=args, train_dataset=train_dataset, **kwargs)
         if not user_collator and type(self.data_collator) is DataCollatorForPreference:
@@ -186,6 +196,10 @@ class SPPOTrainer(DPOTrainer):
             ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
         else:
             ref_chosen, ref_rejected = self.compute_ref_log_probs(self.ref_model or self.model, inputs)
+        if self.args.reference_mix:  # reference pi_ref^(1-a) pi_0^a (sppo_hub.equilibrium.mix_log_probs)
+            a = self.args.reference_mix
+            ref_chosen = (1 - a) * ref_chosen.to(chosen_logps) + a * inputs["init_chosen_logps"].to(chosen_logps)
+            ref_rejected = (1 - a) * ref_rejected.to(rejected_logps) + a * inputs["init_rejected_logps"].to(rejected_logps)
         chosen_logratios = chosen_logps - ref_chosen.to(chosen_logps)
         rejected_logratios = rejected_logps - ref_rejected.to(rejected_logps)
 
@@ -322,7 +336,7 @@ def add_initial_logps(model, dataset, args: SPPOConfig, processing_class=None):
     import dataclasses
 
     cfg = dataclasses.replace(args, loss_type="sppo_hard", eta=None, beta=None, tau=0.0, precompute_ref_log_probs=True,
-                              max_steps=1)
+                              max_steps=1, reference_mix=0.0)
     scorer = SPPOTrainer(model, args=cfg, train_dataset=dataset.remove_columns(
         [c for c in INIT_LOGP_COLUMNS if c in dataset.column_names]), processing_class=processing_class)
     scored = scorer.train_dataset

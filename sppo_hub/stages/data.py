@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import equilibrium
 from .context import RunContext, load_dataset, sha
 
 
@@ -13,6 +14,7 @@ def build_data(ctx: RunContext, t: int, timer, judged: dict) -> dict:
     datasets = build_iteration_datasets(ds, output_kind=judged["output_kind"], rule=dc.rule,
                                         include_diagonal=dc.include_diagonal, triplets=True,
                                         drop_ties=dc.drop_ties)
+    datasets = equilibrium.adjust_datasets(ctx, datasets)  # win rates vs pi_{t-1}'s own samples under exploration
     path = save_iteration_datasets(ctx.iter_dir(t) / "data", datasets,
                                    info={"rule": dc.rule, "kind": judged["output_kind"],
                                          "judge": judged["judge"], "iteration": t})

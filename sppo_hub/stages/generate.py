@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import equilibrium
 from .context import RunContext, save_dataset_atomic, sha
 
 
@@ -18,5 +19,9 @@ def generate(ctx: RunContext, t: int, timer) -> dict:
         ds = generate_responses(model, prompts, sampling, backend=ctx.config.generation_backend,
                                 out_dir=out / "generate-chunks", **options)
     ds = ds.remove_columns([c for c in ("prompt_id",) if c in ds.column_names]).add_column("prompt_id", idx)
+    with timer.computing():  # extra candidates to judge (None unless equilibrium.exploration is on)
+        extra = equilibrium.explore(ctx, t, prompts, sampling, out)
+    if extra is not None:
+        ds = equilibrium.with_candidates(ds, extra)
     path = save_dataset_atomic(ds, out / "generations")
     return {"path": path, "policy": model, "seed": sampling.seed, "rows": len(ds), "sha": sha(ds["responses"])}

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import RunConfig
 from ..distributed import train_on_cpu
+from . import equilibrium
 from .context import RunContext, set_seed
 
 
@@ -46,12 +47,13 @@ def train(ctx: RunContext, t: int, timer, data: dict) -> dict:
     tc = ctx.config.training
     out = ctx.iter_dir(t)
     policy = ctx.policy_path(t - 1)
-    pairs = load_iteration_datasets(data["path"])["pairs"]
+    datasets = load_iteration_datasets(data["path"])
     final = out / "model"
     kwargs = trainer_kwargs(ctx.config, out / "trainer")
     if train_on_cpu(ctx.process):
         kwargs["use_cpu"] = True  # else accelerate finds no GPU backend and each process trains alone
     args = SPPOConfig(**kwargs)
+    pairs, args = equilibrium.prepare_training(ctx, datasets, args)  # all responses / pi_0 in the reference
     lora = None
     if tc.use_lora:
         from peft import LoraConfig
