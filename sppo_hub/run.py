@@ -17,7 +17,7 @@ from .config import RunConfig
 from .distributed import open_manifest, process_info
 from .run_hooks import EVAL_HOOKS, IterationContext, register_eval_hook, resolve_eval_hook  # noqa: F401 (re-exported)
 from .run_manifest import RunManifest, StageTimer, open_run_manifest, print_summary  # noqa: F401 (re-exported)
-from .stages import compare, data, evaluate, generate, judge, publish, setup, train
+from .stages import compare, data, equilibrium, evaluate, generate, judge, publish, setup, train
 from .stages.context import RunContext, save_dataset_atomic, set_seed  # noqa: F401 (re-exported)
 from .stages.setup import load_run_prompts, model_cache_dir, resolve_model_path, split_prompts  # noqa: F401 (re-exported)
 from .stages.train import trainer_kwargs  # noqa: F401 (re-exported)
@@ -46,10 +46,11 @@ def algorithm_1(ctx: RunContext) -> None:
         datasets = stage(t, "data", data.build_data, judged)
         published_data = stage(t, "publish_data", publish.publish_data, datasets) if cfg.publish.enabled else {}
         stage(t, "train", train.train, datasets, all_ranks=True)
-        if compare_heldout:  # before publishing, so that pi_t's model card reports its own held-out results
-            stage(t, "compare", compare.compare)
         if cfg.publish.enabled:
             stage(t, "publish_model", publish.publish_model, published_data)
+        if compare_heldout:
+            stage(t, "compare", compare.compare)
+        equilibrium.record_mixture(ctx, t)  # <run>/mixture.json: the averaged policy pi_1..pi_t (main process)
         if cfg.evaluation.hooks:
             stage(t, "evaluate", evaluate.evaluate, published_data)
 
@@ -156,14 +157,13 @@ def run_from_config(config: RunConfig, resume: bool = False, hub_port: int = 0, 
         prompts = None if done else load_run_prompts(config)
         runner = SPPORun(config, resume=resume, console=console, endpoint=endpoint, namespace=user, prompts=prompts)
         manifest = runner.run()
-        if runner.is_main:
-            from .console import NextSteps
-
-            last = lambda name: (manifest.stage(config.iterations, name) or {}).get("artifacts", {})  # noqa: E731
-            NextSteps(run_dir=str(config.run_dir), model_repo=last("publish_model").get("repo_id"),
-                      data_repo=last("publish_data").get("repo_id"), hub_url=hub.url if hub is not None else None,
-                      hub_data_dir=str(data_dir) if hub is not None else None,
-                      judge_label=last("judge").get("judge")).print(console)
+        if hub is not None:
+            console.print(
+                f"results: repos {runner.namespace}/{config.repo_prefix}-iter<t> and -iter<t>-data in the local Hub "
+                f"stored in {data_dir}/ (served at {hub.url} during the run); serve it again with "
+                f"`sppo-hub hub serve --data-dir {data_dir}` (http://127.0.0.1:8765)", soft_wrap=True
+            )
+        console.print(f"output dir: {config.run_dir}", soft_wrap=True)
         return manifest
     finally:
         if switch is not None:
