@@ -46,10 +46,10 @@ def algorithm_1(ctx: RunContext) -> None:
         datasets = stage(t, "data", data.build_data, judged)
         published_data = stage(t, "publish_data", publish.publish_data, datasets) if cfg.publish.enabled else {}
         stage(t, "train", train.train, datasets, all_ranks=True)
+        if compare_heldout:  # before publishing, so that pi_t's model card reports its own held-out results
+            stage(t, "compare", compare.compare)
         if cfg.publish.enabled:
             stage(t, "publish_model", publish.publish_model, published_data)
-        if compare_heldout:
-            stage(t, "compare", compare.compare)
         equilibrium.record_mixture(ctx, t)  # <run>/mixture.json: the averaged policy pi_1..pi_t (main process)
         if cfg.evaluation.hooks:
             stage(t, "evaluate", evaluate.evaluate, published_data)
@@ -157,13 +157,14 @@ def run_from_config(config: RunConfig, resume: bool = False, hub_port: int = 0, 
         prompts = None if done else load_run_prompts(config)
         runner = SPPORun(config, resume=resume, console=console, endpoint=endpoint, namespace=user, prompts=prompts)
         manifest = runner.run()
-        if hub is not None:
-            console.print(
-                f"results: repos {runner.namespace}/{config.repo_prefix}-iter<t> and -iter<t>-data in the local Hub "
-                f"stored in {data_dir}/ (served at {hub.url} during the run); serve it again with "
-                f"`sppo-hub hub serve --data-dir {data_dir}` (http://127.0.0.1:8765)", soft_wrap=True
-            )
-        console.print(f"output dir: {config.run_dir}", soft_wrap=True)
+        if runner.is_main:
+            from .console import NextSteps
+
+            last = lambda name: (manifest.stage(config.iterations, name) or {}).get("artifacts", {})  # noqa: E731
+            NextSteps(run_dir=str(config.run_dir), model_repo=last("publish_model").get("repo_id"),
+                      data_repo=last("publish_data").get("repo_id"), hub_url=hub.url if hub is not None else None,
+                      hub_data_dir=str(data_dir) if hub is not None else None,
+                      judge_label=last("judge").get("judge")).print(console)
         return manifest
     finally:
         if switch is not None:
