@@ -48,6 +48,30 @@ def process_info() -> ProcessInfo:
     return ProcessInfo(int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1")), int(env.get("LOCAL_RANK", "0")))
 
 
+def check_launch(process: ProcessInfo) -> None:
+    """Refuse `accelerate launch --cpu --num_processes N>1`: accelerate then starts ONE process (its multi-CPU
+    mode needs mpirun), so the run would silently train alone. Read from the launcher's command line."""
+    if process.world_size > 1 or os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("true", "1"):
+        return
+    try:
+        argv = open(f"/proc/{os.getppid()}/cmdline", "rb").read().decode(errors="replace").split("\0")
+    except OSError:  # not Linux: nothing to read, nothing to refuse
+        return
+    wanted = 1
+    for i, arg in enumerate(argv):
+        if arg in ("--num_processes", "--num-processes") and i + 1 < len(argv) and argv[i + 1].isdigit():
+            wanted = int(argv[i + 1])
+        elif arg.startswith(("--num_processes=", "--num-processes=")) and arg.split("=", 1)[1].isdigit():
+            wanted = int(arg.split("=", 1)[1])
+    if wanted > 1:
+        raise ValueError(
+            f"accelerate launch --cpu --num_processes {wanted} starts one process, not {wanted} (accelerate's "
+            "multi-CPU mode needs mpirun); launch data-parallel CPU training with `torchrun --nproc_per_node "
+            f"{wanted} -m sppo_hub.cli run ...` or `accelerate launch --config_file recipes/accelerate/ddp.yaml "
+            f"--num_processes {wanted} --mixed_precision no -m sppo_hub.cli run ...`."
+        )
+
+
 def accelerator_available() -> bool:
     import torch
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .config import RunConfig
-from .distributed import open_manifest, process_info
+from .distributed import check_launch, open_manifest, process_info, share_from_main
 from .run_hooks import EVAL_HOOKS, IterationContext, register_eval_hook, resolve_eval_hook  # noqa: F401 (re-exported)
 from .run_manifest import RunManifest, StageTimer, open_run_manifest, print_summary  # noqa: F401 (re-exported)
 from .stages import compare, data, equilibrium, evaluate, generate, judge, publish, setup, train
@@ -124,37 +124,55 @@ def check_endpoint(endpoint: str | None) -> str:
     return info["name"]
 
 
+def _start_local_hub(hub_port: int, console):
+    """The built-in local Hub, with a fresh token, and this process's Hub calls switched to it."""
+    import secrets
+
+    from .hub import start_local_hub, use_endpoint
+
+    data_dir = Path(os.environ.get("SPPO_HUB_LOCAL_DIR", ".hub"))
+    token = "hf_local_" + secrets.token_hex(16)
+    hub = start_local_hub(data_dir, port=hub_port, token=token)
+    console.print(f"local Hub: [link={hub.url}]{hub.url}[/link] (data in {data_dir}/)")
+    return hub, data_dir, token, use_endpoint(hub.url, token=token)
+
+
 def run_from_config(config: RunConfig, resume: bool = False, hub_port: int = 0, console=None) -> RunManifest:
-    """Validate, start the local Hub if asked, check the endpoint, then run (or resume) the loop."""
+    """Validate, start the local Hub if asked, check the endpoint, then run (or resume) the loop.
+
+    Under a multi-process launch the main process alone does the checks and starts the one local Hub;
+    the others learn its URL and token from it (`distributed.share_from_main`) and print nothing.
+    """
     from rich.console import Console
 
-    console = console or Console()
+    process = process_info()
+    check_launch(process)
+    console = console or Console(quiet=not process.is_main)
     config.validate()
     hub = switch = None
-    endpoint = config.publish.endpoint
+    endpoint, token, user, prompts = config.publish.endpoint, None, None, None
     try:
-        if config.publish.enabled and config.publish.local_hub:
-            import secrets
+        if process.is_main:
+            if config.publish.enabled and config.publish.local_hub:
+                hub, data_dir, token, switch = _start_local_hub(hub_port, console)
+                endpoint = hub.url
+            elif config.publish.enabled and endpoint:
+                from .hub import use_endpoint
 
-            from .hub import start_local_hub, use_endpoint
-
-            data_dir = Path(os.environ.get("SPPO_HUB_LOCAL_DIR", ".hub"))
-            token = "hf_local_" + secrets.token_hex(16)
-            hub = start_local_hub(data_dir, port=hub_port, token=token)
-            endpoint = hub.url
-            switch = use_endpoint(hub.url, token=token)
-            console.print(f"local Hub: [link={hub.url}]{hub.url}[/link] (data in {data_dir}/)")
-        elif config.publish.enabled and endpoint:
+                switch = use_endpoint(endpoint)
+            user = check_endpoint(endpoint) if config.publish.enabled else None
+            for hook in config.evaluation.hooks:  # a misspelt hook fails now, not after the first iteration
+                resolve_eval_hook(hook["name"])
+            # The prompt source and column are checked before anything is written or loaded.
+            done = resume and (config.run_dir / "manifest.json").exists() and \
+                RunManifest.load(config.run_dir).stage(0, "prompts") is not None
+            prompts = None if done else load_run_prompts(config)
+        # If the main process failed above, the launcher stops the others while they wait here.
+        endpoint, token, user = share_from_main(process, (endpoint, token, user))
+        if not process.is_main and config.publish.enabled and endpoint:
             from .hub import use_endpoint
 
-            switch = use_endpoint(endpoint)
-        user = check_endpoint(endpoint) if config.publish.enabled else None
-        for hook in config.evaluation.hooks:  # a misspelt hook fails now, not after the first iteration
-            resolve_eval_hook(hook["name"])
-        # The prompt source and column are checked before anything is written or loaded.
-        done = resume and (config.run_dir / "manifest.json").exists() and \
-            RunManifest.load(config.run_dir).stage(0, "prompts") is not None
-        prompts = None if done else load_run_prompts(config)
+            switch = use_endpoint(endpoint, token=token)  # token: the local Hub's; else None (HF_TOKEN as usual)
         runner = SPPORun(config, resume=resume, console=console, endpoint=endpoint, namespace=user, prompts=prompts)
         manifest = runner.run()
         if runner.is_main:

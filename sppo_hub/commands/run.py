@@ -77,10 +77,15 @@ def _run(args: argparse.Namespace) -> int:
 
     recipe, overrides = recipe_and_overrides(args)
     config = load_recipe(recipe, overrides)
-    plan = preflight(config, resume=args.resume)
+    from ..distributed import process_info
+
+    # torchrun / accelerate launch: the main process checks alone (the run folder is its to create)
+    main = process_info().is_main
+    plan = preflight(config, resume=args.resume) if main else None
     if args.check:
-        print(plan.describe())
-        print("check passed: nothing was computed or written")
+        if main:
+            print(plan.describe())
+            print("check passed: nothing was computed or written")
         return 0
     from ..run import run_from_config
 
