@@ -97,6 +97,10 @@ def test_auth_before_body_and_content_length_limits(hub):
     answer, _ = _head_only(hub, f"POST {COMMIT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
                                 "Transfer-Encoding: chunked\r\n\r\n")
     assert answer.split()[1] == b"411"
+    # Expect: 100-continue invites the body only from a caller with the token
+    expect = "POST /api/repos/create HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\nExpect: 100-continue\r\n"
+    assert _head_only(hub, expect + "\r\n")[0].startswith(b"HTTP/1.1 401")
+    assert _head_only(hub, expect + f"Authorization: Bearer {TOKEN}\r\n\r\n")[0].startswith(b"HTTP/1.1 100")
     # huggingface_hub: an inline file over the cap is refused with the limit named
     with pytest.raises(HfHubHTTPError) as err:
         hub.api.create_commit("sppo-user/target", [CommitOperationAdd("big.txt", b"x" * 2_000_000)],

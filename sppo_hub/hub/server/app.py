@@ -174,6 +174,17 @@ class HubHandler(BaseHTTPRequestHandler):
         self.deadline = None  # waiting for the next request: only the idle timeout applies
         super().handle_one_request()
 
+    def handle_expect_100(self) -> bool:
+        """`Expect: 100-continue`: invite the body only from a caller that may send it; others get
+        their 401/404 answer without a body ever being asked for."""
+        try:
+            handler, _args = route(self.command, [unquote(p) for p in urlsplit(self.path).path.strip("/").split("/")])
+            if handler is None or (self.identity() is None and not getattr(handler, "anonymous", False)):
+                return True
+        except HubError:
+            return True
+        return super().handle_expect_100()
+
     def finish(self) -> None:
         try:
             super().finish()
