@@ -1,14 +1,16 @@
 """The Gradio Space: chat with judge-reranked best-of-n answers, and its one-command deploy.
 
 For every user turn the app samples n candidates from the chat model (its own chat template),
-scores them with a pairwise judge (PairRM by default, any `sppo_hub.judges` judge by config),
-answers with the candidate of highest win rate (`sppo_hub.preference.win_rates`, the paper's
-"best-of-n with PairRM" setting) and lists every candidate with its win rate. A second tab
-answers one prompt with two models (two iterations of a run) and shows the judge's preference.
+scores them with a pairwise judge (by default the judge of the run that trained the model, read from
+its run manifest, else PairRM; any `sppo_hub.judges` judge by config), answers with the candidate of
+highest win rate (`sppo_hub.preference.win_rates`, the paper's "best-of-n with PairRM" setting) and
+lists every candidate with its win rate and the limit that cut it, if any. A second tab answers one
+prompt with two models (two iterations of a run) and shows the judge's preference.
 
-`spaces/app.py` is a thin file: `SpaceConfig.from_env()` then `build_demo(...)`. `deploy_space`
-uploads `spaces/` plus this package's source (the Space installs no sppo-hub wheel: the uploaded
-copy is exactly the code that was tested) in one commit, then sets the Space variables.
+Modules: this one (config, resources, the app), `space_chat` (chat model, ranking), `space_provenance`
+(the run's judge), `space_deploy` (`deploy_space` uploads `spaces/` plus this package's source in one
+commit, then sets the Space variables). `spaces/app.py` is a thin file: `SpaceConfig.from_env()` then
+`build_demo(...)`.
 gradio, torch and transformers are imported inside functions: `import sppo_hub.space` stays light.
 """
 
@@ -23,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from .judges import JudgeConfig, PairwiseJudge, load_judge
-from .preference import pairwise_probabilities, win_rates
+from .preference import pairwise_probabilities
+from .space_chat import ChatModel, _message_text, _reason, judge_prompt, rank_candidates
 
 SPACE_DIR = Path(__file__).resolve().parents[1] / "spaces"
 CONFIG_FILE = "sppo_space.json"  # written into the Space by `deploy_space`, read by `SpaceConfig.from_env`
@@ -40,7 +43,11 @@ class SpaceConfig:
         default_factory=list,
         metadata={"help": "Extra models (e.g. earlier iterations) offered in the 'compare iterations' tab."},
     )
-    judge_type: str = field(default="pairrm", metadata={"help": "Judge type (see sppo_hub.judges.JUDGE_TYPES)."})
+    judge_type: str | None = field(
+        default=None,
+        metadata={"help": "Judge type (see sppo_hub.judges.JUDGE_TYPES). None: the judge of the run that trained "
+                          "`model` (from its run manifest), else pairrm."},
+    )
     judge: str | None = field(
         default=None,
         metadata={"help": "Judge model id/path, or 'module:function' for judge_type=callable. None: judge default."},
@@ -54,7 +61,9 @@ class SpaceConfig:
     max_context_tokens: int = field(
         default=1024, metadata={"help": "Prompt token budget; the oldest turns are dropped beyond it."}
     )
-    time_limit_s: float = field(default=60.0, metadata={"help": "Wall-clock limit of one generation call."})
+    time_limit_s: float = field(
+        default=60.0, metadata={"help": "Wall-clock limit of one answer's generation (n candidates), in seconds; "
+                                         "an answer cut by it is flagged in the UI."})
     concurrency_limit: int = field(
         default=1, metadata={"help": "Requests served at once (the rest wait in the queue)."}
     )
@@ -79,9 +88,21 @@ class SpaceConfig:
         self.judge_config()  # validate the judge fields now, not at the first message
 
     def judge_config(self) -> JudgeConfig:
+        """The explicitly configured judge (pairrm when `judge_type` is None); see `resolve_judge`."""
         if self.judge_type == "callable":
             return JudgeConfig(type="callable", callable=self.judge, device=self.device)
-        return JudgeConfig(type=self.judge_type, model=self.judge, device=self.device)
+        return JudgeConfig(type=self.judge_type or "pairrm", model=self.judge, device=self.device)
+
+    def resolve_judge(self) -> tuple[JudgeConfig, str]:
+        """(judge config, where it comes from): the configured judge, else the run's judge, else PairRM."""
+        if self.judge_type is None:
+            from .space_provenance import describe, run_judge
+
+            found = run_judge(self.model, self.revision)
+            if found is not None:
+                return JudgeConfig(**{**found, "device": self.device}), f"the run's judge {describe(found)}"
+            return self.judge_config(), "pairrm (the default: the model names no run judge)"
+        return self.judge_config(), f"{self.judge_type}:{self.judge or 'default'}"
 
     @property
     def all_models(self) -> list[str]:
@@ -107,72 +128,6 @@ class SpaceConfig:
         return cls(**values)
 
 
-def _message_text(content) -> str:
-    """Gradio 6 chat messages carry a list of parts; models want plain text."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return str(content.get("text") or content.get("value") or "")
-    return "".join(_message_text(part) for part in content or [])
-
-
-def judge_prompt(messages: list[dict]) -> str:
-    """The judge's view of a conversation: the last user message, prefixed by earlier turns if any."""
-    if len(messages) == 1:
-        return messages[0]["content"]
-    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
-
-
-def rank_candidates(judge: PairwiseJudge, prompt: str, candidates: list[str]) -> np.ndarray:
-    """Win rate of each candidate against the others (P(y_i > pi | x) over the n samples)."""
-    if len(candidates) == 1:
-        return np.ones(1)
-    table = judge.pairwise_tables([prompt], [candidates])[0]
-    return win_rates(pairwise_probabilities(table, kind=judge.output_kind))
-
-
-class ChatModel:
-    """A chat model loaded once (through `sppo_hub.generation`), sampling n answers to a conversation.
-
-    Each request samples with its own `SamplingConfig` on a shallow copy of the generator (model and
-    tokenizer shared), so concurrent requests never change each other's settings. The wall-clock limit
-    is the model's `generation_config.max_time` (transformers' MaxTimeCriteria), the same for every request.
-    """
-
-    def __init__(self, name: str, revision: str | None = None, device: str | None = None,
-                 max_time: float | None = None):
-        from .generation import SamplingConfig
-        from .generation.transformers_backend import TransformersGenerator
-
-        self.name = name
-        self.generator = TransformersGenerator(name, SamplingConfig(num_samples=1), device=device, revision=revision,
-                                               show_progress=False)
-        self.tokenizer = self.generator.tokenizer
-        self.generator.model.generation_config.max_time = max_time
-
-    def fit_history(self, messages: list[dict], max_tokens: int) -> tuple[list[dict], int]:
-        """Drop the oldest turns until the prompt fits `max_tokens`; (kept messages, turns dropped)."""
-        dropped = 0
-        while True:
-            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                     return_dict=True)["input_ids"]
-            if len(ids) <= max_tokens or len(messages) <= 1:
-                return messages, dropped
-            messages, dropped = messages[2:] if len(messages) > 2 else messages[1:], dropped + 1
-
-    def sample(self, messages: list[dict], n: int, temperature: float, max_new_tokens: int,
-               top_p: float = 0.9) -> list[str]:
-        import copy
-        import random
-
-        from .generation import SamplingConfig
-
-        generator = copy.copy(self.generator)
-        generator.sampling = SamplingConfig(num_samples=n, temperature=temperature, top_p=top_p,
-                                            max_new_tokens=max_new_tokens, seed=random.randrange(2**31))
-        return [text.strip() for text in generator.generate([messages])[0]]
-
-
 class Resources:
     """Models and the judge, each loaded once (lazily, under a lock); load errors kept as user messages."""
 
@@ -181,6 +136,7 @@ class Resources:
         self._judge = judge
         self._models: dict[str, ChatModel | str] = {}
         self._lock = threading.Lock()
+        self.judge_label = judge.name if judge is not None else None
 
     def model(self, name: str) -> ChatModel:
         with self._lock:
@@ -191,8 +147,8 @@ class Resources:
                                                    max_time=self.config.time_limit_s)
                 except Exception as err:  # noqa: BLE001 - any load failure becomes a message for the user
                     self._models[name] = (
-                        f"Model {name!r} could not be loaded ({type(err).__name__}: {str(err)[:300]}). "
-                        "Set SPPO_MODEL to an existing Hub repo id or local model folder."
+                        f"Model {name!r} could not be loaded ({_reason(err)}). Pass --model a local model folder "
+                        "or a Hub repo id (in a Space: the SPPO_MODEL variable)."
                     )
             found = self._models[name]
         if isinstance(found, str):
@@ -202,12 +158,15 @@ class Resources:
     def judge(self) -> PairwiseJudge:
         with self._lock:
             if self._judge is None:
+                label = "?"
                 try:
-                    self._judge = load_judge(self.config.judge_config())
+                    judge_config, label = self.config.resolve_judge()
+                    self.judge_label = label
+                    self._judge = load_judge(judge_config)
                 except Exception as err:  # noqa: BLE001
-                    self._judge = (f"Judge {self.config.judge_type}:{self.config.judge or 'default'} could not be "
-                                   f"loaded ({type(err).__name__}: {str(err)[:300]}). "
-                                   "Set SPPO_JUDGE_TYPE / SPPO_JUDGE.")
+                    self._judge = (f"Judge {label} could not be loaded ({_reason(err)}). Pass --judge-type and "
+                                   "--judge to choose another judge (in a Space: the SPPO_JUDGE_TYPE and SPPO_JUDGE "
+                                   "variables).")
             found = self._judge
         if isinstance(found, str):
             raise RuntimeError(found)
@@ -243,34 +202,56 @@ def _validate_turn(config: SpaceConfig, message, n, temperature, max_new_tokens)
 
 
 def best_of_n(res: Resources, messages: list[dict], n: int, temperature: float, max_new_tokens: int):
-    """Sample n answers, rank them with the judge: (winner index, candidates, win rates, turns dropped)."""
+    """Sample n answers, rank them with the judge.
+
+    Returns (winner index, candidates, win rates, turns dropped, cuts): `cuts[i]` names the limit that may have
+    cut candidate i ("time limit", "max new tokens") or is "".
+    """
     chat = res.model(res.config.model)
     messages, dropped = chat.fit_history(messages, res.config.max_context_tokens)
-    candidates = chat.sample(messages, n, temperature, max_new_tokens)
+    candidates, cuts = chat.sample_with_cuts(messages, n, temperature, max_new_tokens)
     rates = rank_candidates(res.judge(), judge_prompt(messages), candidates) if n > 1 else np.ones(1)
-    return int(np.argmax(rates)), candidates, rates, dropped
+    return int(np.argmax(rates)), candidates, rates, dropped, cuts
 
 
-def build_demo(config: SpaceConfig, judge: PairwiseJudge | None = None, preload: bool = True):
-    """The Gradio app (queued, concurrency-limited). `judge` overrides `config`'s judge (tests, notebooks)."""
+def cut_notice(cut: str, config: SpaceConfig, max_new_tokens: int) -> str:
+    """What the UI says about an answer cut by a limit ("" when it was not)."""
+    if cut == "time limit":
+        return (f"The answer was cut at the {config.time_limit_s:g} s time limit; raise it with --time-limit "
+                "(in a Space: SPPO_TIME_LIMIT_S) or lower 'max new tokens'.")
+    if cut == "max new tokens":
+        return f"The answer was cut at {max_new_tokens} new tokens; raise 'max new tokens' for a longer answer."
+    return ""
+
+
+def build_demo(config: SpaceConfig, judge: PairwiseJudge | None = None, preload: bool = True, strict: bool = False):
+    """The Gradio app (queued, concurrency-limited). `judge` overrides `config`'s judge (tests, notebooks).
+
+    Load errors show as a banner in the app; with `strict=True` (`sppo-hub space run`) they raise a RuntimeError
+    instead, so nothing is served.
+    """
     import gradio as gr
 
     res = Resources(config, judge)
-    errors = res.preload() if preload else []
+    errors = res.preload() if preload or strict else []
+    if strict and errors:
+        raise RuntimeError("\n".join(errors))
 
     def chat(message, history, n, temperature, max_new_tokens):
         message = _validate_turn(config, message, n, temperature, max_new_tokens)
         history = [{"role": m["role"], "content": _message_text(m["content"])} for m in history or []]
         try:
-            win, cands, rates, dropped = best_of_n(res, history + [{"role": "user", "content": message}],
-                                                   int(n), float(temperature), int(max_new_tokens))
+            win, cands, rates, dropped, cuts = best_of_n(res, history + [{"role": "user", "content": message}],
+                                                         int(n), float(temperature), int(max_new_tokens))
         except RuntimeError as err:
             raise gr.Error(str(err)) from None
         except Exception as err:  # noqa: BLE001 - the user sees a message, never a traceback
             raise gr.Error(f"Generation failed ({type(err).__name__}: {str(err)[:200]}).") from None
         if dropped:
             gr.Warning(f"The conversation was too long: the {dropped} oldest turn(s) were left out.")
-        rows = [[int(r), round(float(rates[i]), 4), "yes" if i == win else "", cands[i]]
+        if cuts[win]:
+            gr.Warning(cut_notice(cuts[win], config, int(max_new_tokens)))
+        rows = [[int(r), round(float(rates[i]), 4), "yes" if i == win else "", cands[i], cuts[i]]
                 for r, i in enumerate(np.argsort(-rates, kind="stable"), start=1)]
         history += [{"role": "user", "content": message}, {"role": "assistant", "content": cands[win]}]
         return history, rows, ""
@@ -293,9 +274,11 @@ def build_demo(config: SpaceConfig, judge: PairwiseJudge | None = None, preload:
         return answers[0], answers[1], verdict
 
     with gr.Blocks(title=config.title) as demo:
-        judge_label = judge.name if judge is not None else f"{config.judge_type}:{config.judge or 'default'}"
+        judge_label = res.judge_label or (f"{config.judge_type}:{config.judge or 'default'}" if config.judge_type
+                                          else "the run's judge")
         gr.Markdown(f"## {config.title}\nModel `{config.model}`, judge `{judge_label}`. "
-                    "Each turn samples n answers and shows the one the judge ranks first.")
+                    "Each turn samples n answers and shows the one the judge ranks first; answers cut by the "
+                    f"{config.time_limit_s:g} s time limit or the token cap are flagged.")
         if errors:
             gr.Markdown("\n\n".join(f"**Error:** {e}" for e in errors), elem_id="sppo-errors")
         with gr.Tab("Chat"):
@@ -308,8 +291,9 @@ def build_demo(config: SpaceConfig, judge: PairwiseJudge | None = None, preload:
                 max_new = gr.Slider(1, config.max_new_tokens, value=config.default_max_new_tokens, step=1,
                                     label="max new tokens")
             with gr.Accordion("All candidates and their win rates", open=False):
-                table = gr.Dataframe(headers=["rank", "win rate", "chosen", "candidate"], type="array",
-                                     datatype=["number", "number", "str", "str"], wrap=True, elem_id="sppo-cands")
+                table = gr.Dataframe(headers=["rank", "win rate", "chosen", "candidate", "cut by"], type="array",
+                                     datatype=["number", "number", "str", "str", "str"], wrap=True,
+                                     elem_id="sppo-cands")
             gr.Button("Clear").click(lambda: ([], [], ""), None, [chatbot, table, msg], api_name=False)
             msg.submit(chat, [msg, chatbot, n, temperature, max_new], [chatbot, table, msg], api_name="chat")
         with gr.Tab("Compare iterations"):
@@ -332,149 +316,16 @@ def build_demo(config: SpaceConfig, judge: PairwiseJudge | None = None, preload:
 
 
 def launch(config: SpaceConfig, judge: PairwiseJudge | None = None, host: str = "127.0.0.1",
-           port: int | None = None, prevent_thread_lock: bool = False):
-    """Build and serve the app; returns the demo (its `.local_url` is set once it runs)."""
-    demo = build_demo(config, judge=judge)
+           port: int | None = None, prevent_thread_lock: bool = False, strict: bool = False):
+    """Build and serve the app; returns the demo (its `.local_url` is set once it runs). `strict`: see build_demo."""
+    demo = build_demo(config, judge=judge, strict=strict)
     demo.launch(server_name=host, server_port=port, prevent_thread_lock=prevent_thread_lock, show_error=True,
                 quiet=prevent_thread_lock, footer_links=["api"])
     return demo
 
 
-# ---------------------------------------------------------------------------------------------
-# Deploy: one commit with the app, its config and this package's source; then variables/secrets.
-
-
-@dataclass
-class DeployPlan:
-    """Everything `deploy_space` will send: shown as-is by `--dry-run`."""
-
-    space_id: str
-    files: dict[str, bytes]  # path in the Space repo -> content
-    variables: dict[str, str]
-    secrets: list[str]  # names only: values are read from the environment at deploy time, never stored here
-    hardware: str | None = None
-    private: bool = False
-
-    def describe(self) -> str:
-        lines = [f"Space {self.space_id} ({'private' if self.private else 'public'}, sdk gradio)",
-                 f"{len(self.files)} files in one commit:"]
-        lines += [f"  {path} ({len(data)} bytes)" for path, data in sorted(self.files.items())]
-        lines += ["variables:"] + [f"  {k}={v}" for k, v in sorted(self.variables.items())]
-        if self.secrets:
-            lines += ["secrets (values from the environment, not shown):"] + [f"  {k}" for k in self.secrets]
-        if self.hardware:
-            lines.append(f"hardware requested: {self.hardware}")
-        return "\n".join(lines)
-
-
-def _space_readme(model: str, judge: str | None, judge_type: str, compare_models: list[str]) -> str:
-    """spaces/README.md with the Space metadata pointed at the deployed model(s)."""
-    from huggingface_hub import SpaceCard
-
-    card = SpaceCard((SPACE_DIR / "README.md").read_text())
-    judge_model = judge if judge_type != "callable" else None
-    judge_model = judge_model or ("llm-blender/PairRM" if judge_type == "pairrm" else None)
-    card.data.models = list(dict.fromkeys([model, *compare_models] + ([judge_model] if judge_model else [])))
-    card.data.title = f"{model.split('/')[-1]} chat"[:60]
-    return str(card)
-
-
-def _bundle_package() -> dict[str, bytes]:
-    """This package's source, so the Space runs exactly the tested code (sppo-hub is not on PyPI)."""
-    root = Path(__file__).resolve().parent
-    return {f"sppo_hub/{p.relative_to(root).as_posix()}": p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")}
-
-
-def _api(endpoint: str | None, token: str | None):
-    from huggingface_hub import HfApi
-
-    return HfApi(endpoint=endpoint, token=token)
-
-
-def check_model_exists(model: str, revision: str | None = None, endpoint: str | None = None,
-                       token: str | None = None) -> None:
-    """Fail with a clear message when `model` is not a Hub model repo (or the revision is missing)."""
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-
-    try:
-        _api(endpoint, token).model_info(model, revision=revision)
-    except RevisionNotFoundError:
-        raise ValueError(f"--revision: model {model!r} has no revision {revision!r}; pass an existing branch, "
-                         "tag or commit") from None
-    except RepositoryNotFoundError:
-        raise ValueError(f"--model: no model repo {model!r} on {_api(endpoint, token).endpoint} (or it is private "
-                         "and the token cannot read it); check the id, e.g. {org}/{run}-iter3") from None
-
-
-def plan_deploy(model: str, space: str | None = None, judge: str | None = None, judge_type: str = "pairrm",
-                compare_models: list[str] | tuple = (), revision: str | None = None, hardware: str | None = None,
-                private: bool = False, secrets: list[str] | tuple = (), endpoint: str | None = None,
-                token: str | None = None, check_model: bool = True) -> DeployPlan:
-    """Validate the inputs and build the commit's files and the Space variables (no write)."""
-    from huggingface_hub import SpaceHardware
-    from huggingface_hub.utils import validate_repo_id
-
-    if model and Path(model).exists():
-        raise ValueError(f"--model: {model!r} is a local path; a Space loads models from the Hub. Publish it first "
-                         "(`sppo-hub hub publish-model`) and pass its repo id")
-    if not model or "/" not in model:
-        raise ValueError(f"--model: expected a Hub repo id like org/run-iter3, got {model!r}")
-    validate_repo_id(model)
-    space = space or f"{model.split('/')[0]}/{model.split('/')[-1]}-chat"
-    validate_repo_id(space)
-    hardware_names = [h.value for h in SpaceHardware]
-    if hardware and hardware not in hardware_names:
-        raise ValueError(f"--hardware: unknown {hardware!r}; choose one of {', '.join(hardware_names)}")
-    for name in secrets:
-        if name not in os.environ:
-            raise ValueError(f"--secret {name}: set the environment variable {name} first (its value goes to the "
-                             "Space as a secret and is never printed)")
-    config = SpaceConfig(model=model, revision=revision, compare_models=list(compare_models), judge_type=judge_type,
-                         judge=judge)  # validates judge_type and the caps
-    if check_model:
-        for name in config.all_models:
-            check_model_exists(name, revision if name == model else None, endpoint=endpoint, token=token)
-    settings = {"model": model, "revision": revision, "compare_models": config.compare_models,
-                "judge_type": judge_type, "judge": judge}
-    files = {"app.py": (SPACE_DIR / "app.py").read_bytes(),
-             "requirements.txt": (SPACE_DIR / "requirements.txt").read_bytes(),
-             "README.md": _space_readme(model, judge, judge_type, config.compare_models).encode(),
-             CONFIG_FILE: (json.dumps(settings, indent=2) + "\n").encode(), **_bundle_package()}
-    variables = {f"{ENV_PREFIX}{k.upper()}": (",".join(v) if isinstance(v, list) else str(v))
-                 for k, v in settings.items() if v}
-    return DeployPlan(space, files, variables, list(secrets), hardware, private)
-
-
-def deploy_space(plan: DeployPlan, endpoint: str | None = None, token: str | None = None) -> tuple[str, list[str]]:
-    """Create the Space, upload `plan.files` in ONE commit, set variables/secrets, request hardware.
-
-    Returns (Space URL, warnings). A failed hardware request is a warning: the Space is already up.
-    """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-
-    api = _api(endpoint, token)
-    url = api.create_repo(plan.space_id, repo_type="space", space_sdk="gradio", private=plan.private, exist_ok=True)
-    # A redeploy also removes package files that no longer exist, so the Space runs exactly this code.
-    stale = [f for f in api.list_repo_files(plan.space_id, repo_type="space")
-             if f.startswith("sppo_hub/") and f not in plan.files]
-    api.create_commit(plan.space_id, repo_type="space",
-                      operations=[CommitOperationAdd(path, data) for path, data in sorted(plan.files.items())]
-                      + [CommitOperationDelete(path) for path in stale],
-                      commit_message=f"Deploy the SPPO chat Space for {plan.variables.get('SPPO_MODEL')}")
-    for key, value in plan.variables.items():
-        api.add_space_variable(plan.space_id, key, value, description="set by sppo-hub space deploy")
-    for key in plan.secrets:
-        api.add_space_secret(plan.space_id, key, os.environ[key], description="set by sppo-hub space deploy")
-    warnings = []
-    if plan.hardware:
-        try:
-            api.request_space_hardware(plan.space_id, plan.hardware)
-        except Exception as err:  # noqa: BLE001 - report, the upload itself succeeded
-            warnings.append(f"hardware {plan.hardware!r} was not granted ({type(err).__name__}: {str(err)[:200]}); "
-                            "change it in the Space settings")
-    return str(url), warnings
-
+# Deploy lives in space_deploy (re-exported here: `from sppo_hub.space import plan_deploy` keeps working).
+from .space_deploy import DeployPlan, check_model_exists, deploy_space, plan_deploy  # noqa: E402
 
 __all__ = ["SpaceConfig", "ChatModel", "build_demo", "launch", "best_of_n", "rank_candidates", "judge_prompt",
            "DeployPlan", "plan_deploy", "deploy_space", "check_model_exists"]

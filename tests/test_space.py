@@ -145,7 +145,7 @@ def test_missing_model_is_reported_in_the_ui(tmp_path, space_judge):
     config = SpaceConfig(model=str(tmp_path / "no-such-model"), judge_type="callable", judge="unused:x_never_loaded")
     demo = launch(config, judge=space_judge, prevent_thread_lock=True)
     try:
-        with pytest.raises(AppError, match="could not be loaded.*Set SPPO_MODEL"):
+        with pytest.raises(AppError, match="could not be loaded.*Pass --model a local model folder or a Hub repo id"):
             Client(demo.local_url, verbose=False).predict("hello", [], 2, 0.7, 8, api_name="/chat")
     finally:
         demo.close()
@@ -339,3 +339,68 @@ def test_space_run_cli_serves_the_app(tiny_model_dir):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _run_folder(tiny_model_dir, tmp_path, judge: dict):
+    """A copy of the tiny model with the run manifest a `sppo-hub run` checkpoint carries."""
+    folder = tmp_path / "iter1-policy"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "manifest.json").write_text(json.dumps({"format": 1, "config": {"judge": judge}}))
+    return folder
+
+
+def test_default_judge_is_the_runs_and_errors_are_whole(tiny_model_dir, tmp_path, local_hub):
+    from sppo_hub.space import Resources, SpaceConfig
+
+    spec = f"{Path(__file__).resolve()}:prefer_varied"
+    folder = _run_folder(tiny_model_dir, tmp_path, {"type": "callable", "callable": spec, "batch_size": 4})
+    config = SpaceConfig(model=str(folder), device="cpu")
+    judge_config, label = config.resolve_judge()
+    assert (judge_config.type, judge_config.callable) == ("callable", spec) and "the run's judge" in label
+    assert Resources(config).judge().name.endswith("prefer_varied")
+    # on the Hub the manifest sits in the repo's sppo/ folder
+    api = local_hub.api
+    api.create_repo("sppo-user/space-run-iter1")
+    api.upload_file(path_or_fileobj=(folder / "manifest.json").read_bytes(), path_in_repo="sppo/manifest.json",
+                    repo_id="sppo-user/space-run-iter1")
+    assert SpaceConfig(model="sppo-user/space-run-iter1").resolve_judge()[0].callable == spec
+    # no run manifest: PairRM, which cannot load offline -> one whole, actionable message
+    res = Resources(SpaceConfig(model=str(tiny_model_dir), device="cpu"))
+    with pytest.raises(RuntimeError) as info:
+        res.judge()
+    message = str(info.value)
+    assert message.startswith("Judge pairrm") and "\n" not in message
+    assert message.endswith("Pass --judge-type and --judge to choose another judge (in a Space: the SPPO_JUDGE_TYPE "
+                            "and SPPO_JUDGE variables).")
+
+
+def test_space_run_fails_clearly_instead_of_serving(tiny_model_dir, capsys):
+    from sppo_hub.cli import main
+
+    assert main(["space", "run", "--model", "/nonexistent", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--model: /nonexistent does not exist; pass a local model folder or a Hub repo id" in err
+    assert "Traceback" not in err
+    # the model loads but its judge cannot (PairRM offline): an error and exit 2, no server
+    assert main(["space", "run", "--model", str(tiny_model_dir), "--device", "cpu", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "Judge pairrm" in err and "Pass --judge-type and --judge" in err and "Traceback" not in err
+    assert main(["space", "run", "--model", str(tiny_model_dir), "--time-limit", "0"]) == 2
+    assert "--time-limit: must be > 0 seconds" in capsys.readouterr().err
+
+
+def test_answers_cut_by_a_limit_are_flagged(tiny_model_dir, space_judge):
+    from sppo_hub.space import Resources, SpaceConfig, best_of_n, cut_notice
+
+    messages = [{"role": "user", "content": "Tell a long story"}]
+    timed = SpaceConfig(model=str(tiny_model_dir), device="cpu", time_limit_s=1e-6, max_new_tokens=400)
+    _, cands, _, _, cuts = best_of_n(Resources(timed, space_judge), messages, 2, 1.0, 400)
+    assert len(cands) == 2 and cuts == ["time limit", "time limit"]
+    assert "cut at the 1e-06 s time limit; raise it with --time-limit" in cut_notice(cuts[0], timed, 400)
+    roomy = SpaceConfig(model=str(tiny_model_dir), device="cpu", time_limit_s=120)
+    _, _, _, _, cuts = best_of_n(Resources(roomy, space_judge), messages, 3, 1.0, 4)
+    # the random tiny model rarely says its end-of-turn token within 4 tokens: cut by the token cap
+    assert cuts.count("max new tokens") >= 2 and set(cuts) <= {"max new tokens", ""}
+    assert cut_notice("max new tokens", roomy, 4) == ("The answer was cut at 4 new tokens; raise 'max new tokens' "
+                                                      "for a longer answer.")
+    assert cut_notice("", roomy, 4) == ""

@@ -17,7 +17,9 @@ def register(subparsers) -> None:
         p.add_argument("--judge", default=None,
                        help="judge model id/path, or 'module:function' with --judge-type callable "
                             "(default: the judge type's default, llm-blender/PairRM for pairrm)")
-        p.add_argument("--judge-type", default="pairrm", help="pairrm (default), reward_model, gpm, llm, callable")
+        p.add_argument("--judge-type", default=None,
+                       help="pairrm, reward_model, gpm, llm, callable, ... (default: `run`: the judge of the run that "
+                            "trained --model, from its manifest, else pairrm; `deploy`: pairrm)")
         p.add_argument("--compare", action="append", default=[], metavar="MODEL",
                        help="another model (e.g. an earlier iteration) for the compare tab (repeat)")
 
@@ -49,6 +51,8 @@ def register(subparsers) -> None:
     run.add_argument("--max-n", type=int, default=8, help="cap on candidates per turn (default 8)")
     run.add_argument("--max-new-tokens", type=int, default=512, help="cap on new tokens (default 512)")
     run.add_argument("--concurrency", type=int, default=1, help="requests served at once (default 1)")
+    run.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS",
+                     help="wall-clock limit of one answer (default 60); the UI flags an answer it cut")
     run.set_defaults(func=_run)
 
 
@@ -80,10 +84,20 @@ def _deploy(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..cli import UserError
     from ..space import SpaceConfig, launch
 
-    config = SpaceConfig(model=args.model, revision=args.revision, compare_models=args.compare,
-                         judge_type=args.judge_type, judge=args.judge, device=args.device, max_n=args.max_n,
-                         max_new_tokens=args.max_new_tokens, concurrency_limit=args.concurrency)
-    launch(config, host=args.host, port=args.port)
+    for flag, name in [("--model", args.model), *(("--compare", m) for m in args.compare)]:
+        if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
+            raise UserError(f"{flag}: {name} does not exist; pass a local model folder or a Hub repo id")
+    try:
+        config = SpaceConfig(model=args.model, revision=args.revision, compare_models=args.compare,
+                             judge_type=args.judge_type, judge=args.judge, device=args.device, max_n=args.max_n,
+                             max_new_tokens=args.max_new_tokens, concurrency_limit=args.concurrency,
+                             time_limit_s=args.time_limit)
+        launch(config, host=args.host, port=args.port, strict=True)  # a model or judge that fails to load: no app
+    except (ValueError, RuntimeError) as err:
+        raise UserError(" ".join(str(err).replace("space.time_limit_s", "--time-limit").splitlines())) from None
     return 0
