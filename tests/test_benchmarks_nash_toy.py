@@ -81,19 +81,27 @@ def test_nash_game_bad_method(tmp_path):
 
 def test_toy_lm_smoke(tmp_path, capsys):
     bench = load("toy_lm")
-    result = bench.main(["--smoke", "--methods", "sppo,dpo", "--iterations", "1", "--out", str(tmp_path)])
+    methods = ("sppo", "dpo", "sppo+all+explore+reg")
+    result = bench.main(["--smoke", "--methods", ",".join(methods), "--iterations", "1", "--out", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "win vs pi_0" in out and "exploitability" in out
+    assert "win vs pi_0" in out and "exploitability" in out and "sppo+all+explore+reg" in out
     assert (tmp_path / "plot.png").is_file()
-    for method in ("sppo", "dpo"):
+    for method in methods:
         rows = result["results"][method]
         assert [r["iteration"] for r in rows] == [0, 1]
         assert rows[0]["winrate_vs_pi0"] == pytest.approx(0.5, abs=0.25)  # pi_0 against its own (other) samples
         assert rows[1]["pairs"] > 0 and rows[1]["loss_first"] >= 0
         for r in rows:
             assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["winrate_vs_pi0"] <= 1.0
-            assert 0.0 <= r["exploitability"] <= 0.5
+            assert 0.0 <= r["exploitability"] <= 0.5 and 0.0 <= r["avg_exploitability"] <= 0.5
             assert r["length"] > 0
+    cfg = result["config"]
+    k, e, n = cfg["samples"], cfg["explore"], cfg["prompts"]
+    assert result["results"]["sppo"][1]["judge_calls"] == n * k * (k - 1)
+    assert result["results"]["sppo+all+explore+reg"][1]["judge_calls"] == n * (k + e) * (k + e - 1)
+    assert result["results"]["sppo+all+explore+reg"][1]["pairs"] == n * (k + e) // 2  # every response, paired up
+    # the averaged policy (MixtureGenerator over pi_1..pi_t) is measured beside the last iterate
+    assert 0.0 <= result["results"]["sppo"][1]["avg_winrate_vs_pi0"] <= 1.0
 
 
 def test_toy_lm_oracle():
