@@ -17,9 +17,12 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
-# The GitHub org is not known yet: `sppo-hub/sppo-hub` is a placeholder used everywhere (badges, pip URL).
+# The GitHub org is not known yet: `sppo-hub/sppo-hub` is a placeholder used everywhere (badges, the last-resort
+# pip source). The install cell prefers what the user has: the clone the notebook sits in, or a built wheel.
 GITHUB_REPO = "sppo-hub/sppo-hub"
 PIP_URL = f"git+https://github.com/{GITHUB_REPO}"
+SPEC_PARAM = ("SPPO_HUB_SPEC = None           # pip source: a wheel, a clone's folder or a git URL; None: the clone\n"
+              "#                                this notebook is in, else sppo_hub-*.whl here or in dist/, else GitHub")
 
 
 def badge(name: str) -> str:
@@ -28,10 +31,25 @@ def badge(name: str) -> str:
 
 
 def install_cell(extras: str, extra_lines: str = "") -> str:
+    """The guarded install cell: SPPO_HUB_SPEC (or the clone / wheel / git source it finds) with `extras`."""
     return (
-        "# Installs sppo-hub from GitHub (skipped when INSTALL = False, e.g. in CI or a local venv).\n"
+        "# Installs sppo-hub (skipped when INSTALL = False, e.g. in CI or a local venv) from SPPO_HUB_SPEC.\n"
+        "from pathlib import Path\n\n\n"
+        "def sppo_hub_requirement(spec, extras=\"\"):\n"
+        "    \"\"\"A pip requirement for sppo-hub from a wheel, a clone or a git URL (None: find one).\"\"\"\n"
+        "    if spec is None:\n"
+        "        here = Path.cwd().resolve()\n"
+        "        clone = next((p for p in (here, *here.parents)\n"
+        "                      if (p / \"pyproject.toml\").is_file() and (p / \"sppo_hub\" / \"__init__.py\").is_file()), None)\n"
+        "        wheels = sorted([*Path(\".\").glob(\"sppo_hub-*.whl\"), *Path(\"dist\").glob(\"sppo_hub-*.whl\")])\n"
+        f"        spec = str(clone) if clone else str(wheels[-1]) if wheels else \"{PIP_URL}\"\n"
+        "    if not str(spec).startswith((\"git+\", \"http://\", \"https://\")):\n"
+        "        spec = Path(spec).expanduser().resolve().as_uri()  # a local wheel or folder\n"
+        "    return f\"sppo-hub{extras} @ {spec}\"\n\n\n"
         "if INSTALL:\n"
-        f"    %pip install -q \"sppo-hub{f'[{extras}]' if extras else ''} @ {PIP_URL}\"\n" + extra_lines
+        f"    requirement = sppo_hub_requirement(SPPO_HUB_SPEC, \"{f'[{extras}]' if extras else ''}\")\n"
+        "    print(\"installing\", requirement)\n"
+        "    %pip install -q \"{requirement}\"\n" + extra_lines
     )
 
 
@@ -121,6 +139,7 @@ result. On a free Colab T4 the defaults take roughly 10-20 minutes (an estimate:
 Every size is in the next cell (papermill `parameters`); CI runs this notebook on CPU with a tiny model."""),
         params(f"""# Parameters. The defaults are the Colab run; CI overrides them with tiny offline values.
 INSTALL = True                 # pip install sppo-hub (set False where it is installed already)
+{SPEC_PARAM}
 MODEL = "Qwen/Qwen2.5-0.5B-Instruct"   # pi_0: any chat model with a chat template
 PROMPTS = "openbmb/UltraFeedback"      # Hub dataset id or a local .jsonl/.json/.csv/.parquet/.txt file
 PROMPTS_SPLIT = "train"
@@ -279,7 +298,8 @@ so it can refuse to start from iteration 2 on. Until the recipe exposes vLLM's m
 transformers backend on a single GPU (the default: Colab ships without vLLM)."""
 
 
-VLLM_INSTALL = f"    if INSTALL_VLLM:\n        %pip install -q \"sppo-hub[vllm] @ {PIP_URL}\"\n"
+VLLM_INSTALL = ("    if INSTALL_VLLM:\n        vllm_requirement = sppo_hub_requirement(SPPO_HUB_SPEC, \"[vllm]\")\n"
+                "        %pip install -q \"{vllm_requirement}\"\n")
 
 
 def colab_gpu():
@@ -300,6 +320,7 @@ Differences from the paper: a 0.5-1.5B model instead of 7-8B, LoRA (merged befor
 fine-tuning with eta scaled to match, and hundreds of prompts per iteration instead of ~20k."""),
         params(f"""# Parameters. The defaults fit a free Colab T4; CI overrides them with tiny offline values.
 INSTALL = True
+{SPEC_PARAM}
 INSTALL_VLLM = False           # also pip install vLLM (GPU only; restart the runtime afterwards)
 MODEL = "Qwen/Qwen2.5-0.5B-Instruct"   # 0.5-2B instruct models fit one Colab GPU (see the table below)
 PROMPTS = "openbmb/UltraFeedback"
@@ -442,9 +463,16 @@ For the base model and each iteration of a run published by `02_sppo_colab_gpu.i
 
 Results go into each iteration's model card (`model-index`) with the raw outputs and judgments in one
 commit; a plot shows the scores across iterations; then the final model is deployed as a Gradio Space
-(best-of-n answers reranked by the judge, and a tab comparing iterations)."""),
+(best-of-n answers reranked by the judge, and a tab comparing iterations).
+
+**Expected run time** with the defaults (base + 3 iterations, 100 AlpacaEval instances, 80 two-turn MT-Bench
+questions, up to 1024 new tokens per answer): roughly 1.5-2.5 hours on a free Colab T4 with the transformers
+backend, about a third of that with vLLM on an A100. This is an estimate, not a measurement: generating the
+4 x 260 answers dominates, then the MT-Bench judge (a local judge model generates up to 512 tokens per
+judgment). `ALPACA_MAX_INSTANCES = 20` and `MT_BENCH_MAX_QUESTIONS = 10` give a first look in ~20 minutes."""),
         params(f"""# Parameters. The defaults evaluate the run of 02_sppo_colab_gpu.ipynb; CI uses tiny offline values.
 INSTALL = True
+{SPEC_PARAM}
 RUN_NAME = "sppo-colab"        # the run to evaluate: repos <namespace>/<RUN_NAME>-iter<t>
 ITERATIONS = 3
 BASE_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"   # evaluated as iteration 0 (None: skip)

@@ -5,6 +5,7 @@ fails the test; afterwards the test checks what the notebooks published, through
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -45,9 +46,50 @@ def test_committed_without_outputs_with_badge_install_guard_and_parameters(name)
     from IPython.core.inputtransformer2 import TransformerManager
 
     python = "".join(TransformerManager().transform_cell(src) for src in installs)
-    assert "run_line_magic('pip', 'install -q \"sppo-hub" in python
-    assert "@ git+https://github.com/sppo-hub/sppo-hub" in python
+    assert "run_line_magic('pip', 'install -q \"{requirement}\"')" in python
     compile(python, name, "exec")
+    assert "SPPO_HUB_SPEC = None" in tagged[0].source
+
+
+class _PipRecorder:
+    """Stands in for IPython: records the pip line a %pip magic would run, with IPython's {name} expansion."""
+
+    def __init__(self, namespace: dict):
+        self.namespace, self.lines = namespace, []
+
+    def run_line_magic(self, magic: str, line: str):
+        self.lines.append(f"{magic} {line.format(**self.namespace)}")
+
+
+def _install_lines(name: str, cwd: Path, spec=None) -> list[str]:
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    source = next(c.source for c in _load(name).cells if c.cell_type == "code" and "%pip install" in c.source)
+    namespace: dict = {"INSTALL": True, "INSTALL_VLLM": False, "SPPO_HUB_SPEC": spec}
+    namespace["get_ipython"] = lambda: recorder
+    recorder = _PipRecorder(namespace)
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        exec(compile(TransformerManager().transform_cell(source), name, "exec"), namespace)
+    finally:
+        os.chdir(old)
+    return recorder.lines
+
+
+def test_install_cell_installs_from_the_clone_a_wheel_or_the_given_spec(tmp_path):
+    """Opened from a clone: pip installs that clone; beside a wheel: the wheel; else the git URL; or SPPO_HUB_SPEC."""
+    repo = NOTEBOOKS.parent
+    assert _install_lines(NAMES[2], NOTEBOOKS) == [f'pip install -q "sppo-hub[eval,space] @ {repo.as_uri()}"']
+    (tmp_path / "dist").mkdir()
+    wheel = tmp_path / "dist" / "sppo_hub-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"")
+    assert _install_lines(NAMES[0], tmp_path) == [f'pip install -q "sppo-hub @ {wheel.as_uri()}"']
+    elsewhere = tmp_path / "empty"
+    elsewhere.mkdir()
+    assert _install_lines(NAMES[1], elsewhere) == ['pip install -q "sppo-hub[eval] @ git+https://github.com/sppo-hub/sppo-hub"']
+    given = "git+https://example.org/fork/sppo-hub@v1"
+    assert _install_lines(NAMES[1], elsewhere, given) == [f'pip install -q "sppo-hub[eval] @ {given}"']
 
 
 def test_generator_reproduces_the_committed_notebooks():
