@@ -49,8 +49,6 @@ CONFIG_FILE = "gpm_config.json"
 HEAD_FILE = "gpm_head.safetensors"
 FORMAT = "sppo-hub-gpm"
 POOLINGS = ("mean", "cls", "last")
-
-
 FORMAT_VERSION = 2
 OFFICIAL_TAU = 0.1  # general_preference/models/loss.py and the released GPM pipelines
 
