@@ -1,12 +1,15 @@
 """Sharded, resumable stages: `--shard i/n`, per-chunk files written atomically, and a checked merge.
 
-Generation and judging both walk a list of items (prompt ids 0..N-1). `--shard i/n` (0-based, i < n)
-gives machine i the i-th contiguous slice of the ids; each slice is processed in chunks of
-`chunk_size` items, and each finished chunk is written as one JSON file (temp file + rename), so a
-run killed midway keeps every finished chunk and a rerun redoes only the unfinished ones. A
-`manifest.json` in the output folder fingerprints the run (item count, settings): a rerun with other
-settings is refused instead of silently mixing results. `merge_chunks` checks every item is covered
-exactly once and names the missing shards otherwise.
+Generation and judging both walk a list of items (prompt ids 0..N-1) in chunks of `chunk_size`
+consecutive ids. The chunk grid is global (chunk c holds ids c*chunk_size ..), and `--shard i/n`
+(0-based, i < n) gives worker i the i-th contiguous slice of that grid's chunks. A chunk is
+therefore the same unit of work whether it runs in 1, 2 or 3 workers: its seeds and batches, and so
+its output, do not depend on n, and the merged result of n workers equals a single-process run.
+Each finished chunk is written as one JSON file (temp file + rename), so a run killed midway keeps
+every finished chunk and a rerun redoes only the unfinished ones. A `manifest.json` in the output
+folder fingerprints the run (item count, chunk size, settings): a rerun with other settings is
+refused instead of silently mixing results. `merge_chunks` checks every item is covered exactly
+once and names the missing shards otherwise.
 
 Written by hand: no library in the stack shards an arbitrary Python loop with atomic chunk files
 (`datasets.Dataset.shard` slices data but neither persists nor resumes work).
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -67,11 +71,19 @@ def parse_shard(spec: "str | Shard | tuple[int, int] | None") -> Shard:
     return Shard(int(match.group(1)), int(match.group(2)))
 
 
-def shard_range(num_items: int, shard: Shard) -> range:
-    """The shard's contiguous slice of 0..num_items-1; slices differ in size by at most one."""
-    base, extra = divmod(num_items, shard.count)
-    start = shard.index * base + min(shard.index, extra)
-    return range(start, start + base + (1 if shard.index < extra else 0))
+def shard_range(num_items: int, shard: Shard, chunk_size: int = 1) -> range:
+    """The shard's contiguous slice of 0..num_items-1, made of whole chunks of the global chunk grid.
+
+    The grid's chunks are split as evenly as possible (counts differ by at most one); with
+    `chunk_size=1` that is an even split of the items.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size: must be >= 1, got {chunk_size}")
+    num_chunks = -(-int(num_items) // int(chunk_size))
+    base, extra = divmod(num_chunks, shard.count)
+    first = shard.index * base + min(shard.index, extra)
+    last = first + base + (1 if shard.index < extra else 0)
+    return range(min(first * chunk_size, num_items), min(last * chunk_size, num_items))
 
 
 def chunk_ranges(ids: range, chunk_size: int) -> list[range]:
@@ -104,42 +116,50 @@ def _chunk_path(out_dir: Path, shard: Shard, chunk: range) -> Path:
 class ChunkStore:
     """Chunk files of one sharded stage under `out_dir/chunks/shard-i-of-n/chunk-a-b.json`."""
 
-    def __init__(self, out_dir: str | Path, num_items: int, fingerprint: dict | None = None):
+    def __init__(self, out_dir: str | Path, num_items: int, fingerprint: dict | None = None, chunk_size: int = 1):
         self.out_dir = Path(out_dir)
         self.num_items = int(num_items)
+        self.chunk_size = int(chunk_size)
         self.fingerprint = dict(fingerprint or {})
         self._check_manifest()
 
     def _check_manifest(self) -> None:
         path = self.out_dir / MANIFEST
-        current = {"num_items": self.num_items, "fingerprint": self.fingerprint}
+        current = {"num_items": self.num_items, "chunk_size": self.chunk_size, "fingerprint": self.fingerprint}
         if path.exists():
             old = json.loads(path.read_text())
             if old != json.loads(json.dumps(current)):
                 diffs = [k for k in set(old.get("fingerprint", {})) | set(self.fingerprint)
                          if old.get("fingerprint", {}).get(k) != self.fingerprint.get(k)]
-                if old.get("num_items") != self.num_items:
-                    diffs.append(f"num_items ({old.get('num_items')} -> {self.num_items})")
+                for key in ("num_items", "chunk_size"):
+                    if old.get(key) != current[key]:
+                        diffs.append(f"{key} ({old.get(key)} -> {current[key]})")
                 raise ValueError(
                     f"out_dir: {self.out_dir} holds a run with other settings (differs in: "
-                    f"{', '.join(sorted(map(str, diffs)))}); use a new --out folder or delete this one"
+                    f"{', '.join(sorted(map(str, set(diffs))))}); use a new --out folder or delete this one"
                 )
         else:
+            # Several workers may start at once: each writes the same content atomically.
             atomic_write_json(path, current)
 
     def chunk_path(self, shard: Shard, chunk: range) -> Path:
         return _chunk_path(self.out_dir, shard, chunk)
 
-    def is_done(self, shard: Shard, chunk: range) -> bool:
-        return self.chunk_path(shard, chunk).exists()
+    def done_path(self, shard: Shard, chunk: range) -> Path | None:
+        """This chunk's file, written by this shard or by a run with another shard count (same grid)."""
+        own = self.chunk_path(shard, chunk)
+        if own.exists():
+            return own
+        return next(iter(sorted((self.out_dir / CHUNKS_DIR).glob(f"shard-*/{own.name}"))), None)
 
     def write(self, shard: Shard, chunk: range, rows: list[dict]) -> None:
         if len(rows) != len(chunk):
             raise ValueError(f"chunk {chunk.start}-{chunk.stop}: got {len(rows)} rows for {len(chunk)} items")
         atomic_write_json(self.chunk_path(shard, chunk), {"ids": list(chunk), "rows": rows})
 
-    def read(self, shard: Shard, chunk: range) -> list[dict]:
-        return json.loads(self.chunk_path(shard, chunk).read_text(encoding="utf-8"))["rows"]
+    @staticmethod
+    def read(path: Path) -> list[dict]:
+        return json.loads(path.read_text(encoding="utf-8"))["rows"]
 
 
 def run_sharded(
@@ -150,25 +170,28 @@ def run_sharded(
     chunk_size: int = 64,
     fingerprint: dict | None = None,
     desc: str = "chunks",
+    show_progress: bool = True,
 ) -> list[dict]:
     """Run `process(ids, items)` over this shard's chunks and return the shard's rows in id order.
 
     With `out_dir`, finished chunks are read back instead of recomputed and every new chunk is
-    saved as soon as it is done; without it, everything stays in memory.
+    saved as soon as it is done; without it, everything stays in memory. `show_progress=False`
+    prints nothing (no bar, no resume note).
     """
     shard = parse_shard(shard)
-    ids = shard_range(len(items), shard)
-    chunks = chunk_ranges(ids, chunk_size)
-    store = ChunkStore(out_dir, len(items), fingerprint) if out_dir is not None else None
+    chunks = chunk_ranges(shard_range(len(items), shard, chunk_size), chunk_size)
+    store = ChunkStore(out_dir, len(items), fingerprint, chunk_size) if out_dir is not None else None
+    done = {c.start: store.done_path(shard, c) for c in chunks} if store is not None else {}
+    todo = [c for c in chunks if done.get(c.start) is None]
+    if show_progress and len(todo) < len(chunks):
+        tqdm.write(f"{desc}: resuming shard {shard}, {len(chunks) - len(todo)} of {len(chunks)} chunks already done",
+                   file=sys.stderr)
     rows: list[dict] = []
-    todo = [c for c in chunks if store is None or not store.is_done(shard, c)]
-    if store is not None and len(todo) < len(chunks):
-        tqdm.write(f"{desc}: resuming shard {shard}, {len(chunks) - len(todo)} of {len(chunks)} chunks already done")
     with tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc=f"{desc} (shard {shard})", unit="chunk",
-              leave=False) as bar:
+              leave=False, disable=not show_progress) as bar:
         for chunk in chunks:
-            if store is not None and store.is_done(shard, chunk):
-                rows.extend(store.read(shard, chunk))
+            if done.get(chunk.start) is not None:
+                rows.extend(store.read(done[chunk.start]))
                 continue
             new = process(list(chunk), [items[i] for i in chunk])
             if store is not None:
@@ -184,15 +207,15 @@ def missing_shards(out_dir: str | Path) -> tuple[int, list[str]]:
     manifest = out_dir / MANIFEST
     if not manifest.exists():
         raise FileNotFoundError(f"out_dir: {out_dir} has no {MANIFEST}; run the stage with --out {out_dir} first")
-    num_items = int(json.loads(manifest.read_text())["num_items"])
+    meta = json.loads(manifest.read_text())
+    num_items, chunk_size = int(meta["num_items"]), int(meta.get("chunk_size", 1))
     covered = _collect(out_dir)
-    counts = sorted({n for (_, n) in covered} or {1})
+    done = {i for chunks in covered.values() for c in chunks for i in c}
     problems = []
-    for count in counts:
+    for count in sorted({n for (_, n) in covered} or {1}):
         for index in range(count):
             shard = Shard(index, count)
-            ids = shard_range(num_items, shard)
-            done = {i for c in covered.get((index, count), []) for i in c}
+            ids = shard_range(num_items, shard, chunk_size)
             left = [i for i in ids if i not in done]
             if left:
                 problems.append(f"shard {shard} ({len(left)} of {len(ids)} items unfinished, ids {left[0]}..{left[-1]})")

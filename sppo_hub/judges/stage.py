@@ -64,12 +64,14 @@ def judge_dataset(judge: PairwiseJudge, generated, out_dir: str | os.PathLike | 
                   shard: "Shard | str | None" = None, batch_size: int = 16, show_progress: bool = True):
     """Judge every ordered pair of each prompt's responses; return the rows with `raw_table`, `table_kind`.
 
-    `batch_size` prompts go to the judge per call and form one saved chunk. With `shard="i/n"` only
-    that slice is judged and returned; `merge_judged(out_dir)` assembles all slices.
+    `generated` is a `datasets.Dataset`, a list of row dicts ({prompt, responses, [prompt_id]}) or a
+    path (see `load_generated`). `batch_size` prompts go to the judge per call and form one saved
+    chunk. With `shard="i/n"` only that slice is judged and returned; `merge_judged(out_dir)`
+    assembles all slices. `show_progress=False` silences every bar of the stage.
     """
     from datasets import Dataset
 
-    ds = generated if isinstance(generated, Dataset) else load_generated(generated)
+    ds = _as_dataset(generated)
     if len(ds) == 0:
         raise ValueError("generated: the dataset has no rows")
     _validate_rows(ds)
@@ -79,7 +81,7 @@ def judge_dataset(judge: PairwiseJudge, generated, out_dir: str | os.PathLike | 
     shard = parse_shard(shard)
     judge_name = getattr(judge, "name", type(judge).__name__)
     total_pairs = sum(len(records[i]["responses"]) * (len(records[i]["responses"]) - 1)
-                      for i in shard_range(len(records), shard))
+                      for i in shard_range(len(records), shard, int(batch_size)))
     bar = tqdm(total=total_pairs, desc=f"judge ({judge_name})", unit="pair", disable=not show_progress)
     started, done_pairs = time.perf_counter(), 0
 
@@ -103,12 +105,32 @@ def judge_dataset(judge: PairwiseJudge, generated, out_dir: str | os.PathLike | 
                                          ensure_ascii=False).encode()).hexdigest()[:16]
     fingerprint = {"judge": judge_name, "output_kind": judge.output_kind, "data_sha": data_sha}
     try:
-        rows = run_sharded(records, process, out_dir, shard, int(batch_size), fingerprint, desc="judge")
+        rows = run_sharded(records, process, out_dir, shard, int(batch_size), fingerprint, desc="judge",
+                           show_progress=show_progress)
     finally:
         bar.close()
     if out_dir is not None and shard.count == 1:
         return _save(rows, Path(out_dir))
     return Dataset.from_list(rows)
+
+
+def _as_dataset(generated):
+    """A Dataset as is, a list of row dicts -> Dataset (errors name the row), anything else -> load_generated."""
+    from datasets import Dataset
+
+    if isinstance(generated, Dataset):
+        return generated
+    if isinstance(generated, (list, tuple)):
+        for i, row in enumerate(generated):
+            if not isinstance(row, dict):
+                raise ValueError(f"generated[{i}]: expected a dict with 'prompt' and 'responses', "
+                                 f"got {type(row).__name__}")
+            missing = [c for c in ("prompt", "responses") if c not in row]
+            if missing:
+                raise ValueError(f"generated[{i}]: missing {', '.join(map(repr, missing))}; each row needs "
+                                 "'prompt' and 'responses' (a list of K >= 2 strings)")
+        return Dataset.from_list([dict(row) for row in generated])
+    return load_generated(generated)
 
 
 def _save(rows: list[dict], out_dir: Path):
