@@ -101,6 +101,7 @@ def test_cards_name_public_repos_link_their_endpoint_and_hold_no_local_paths(tmp
     # the base lives on huggingface.co; this run's repos live on the endpoint
     assert "[HuggingFaceTB/SmolLM2-135M-Instruct](https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct)" in text
     assert "Made with [sppo-hub](https://github.com/sppo-hub/sppo-hub)" in text
+    assert f"# This repo lives on {endpoint}: run with HF_ENDPOINT={endpoint} set.\nfrom datasets import" in text
     second = str(cards.render_dataset_card({**info.__dict__, "iteration": 2, "model": "org/r-iter1"}, "org/r-iter2-data",
                                            {"table": _table()}, tmp_path / "d2", endpoint=endpoint))
     assert f"[org/r-iter1]({endpoint}/org/r-iter1)" in second and "huggingface.co/org/" not in second
@@ -119,6 +120,9 @@ def test_cards_name_public_repos_link_their_endpoint_and_hold_no_local_paths(tmp
     assert f"- TRL: {trl.__version__}" in mtext and "- Transformers: " in mtext and "- PyTorch: " in mtext
     assert f"[org/r-iter1-data]({endpoint}/datasets/org/r-iter1-data)" in mtext
     assert "Made with [sppo-hub](https://github.com/sppo-hub/sppo-hub)" in mtext
+    assert f"# This repo lives on {endpoint}: run with HF_ENDPOINT={endpoint} set." in mtext
+    plain = str(cards.render_model_card(minfo, "org/r-iter1", tmp_path / "m2"))  # huggingface.co: no note
+    assert "HF_ENDPOINT" not in plain and "(https://huggingface.co/datasets/org/r-iter1-data)" in plain
 
 
 def test_public_ref():

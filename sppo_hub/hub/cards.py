@@ -158,6 +158,13 @@ def _link(ref: str, repo_type: str = "model", endpoint: str | None = None, names
     return f"[{ref}]({host.rstrip('/')}/{prefix}{ref})"
 
 
+def _endpoint_note(endpoint: str | None) -> str:
+    """A code comment saying which Hub holds the repo, for usage snippets of repos not on huggingface.co."""
+    if not endpoint or endpoint.rstrip("/") == HF_ENDPOINT:
+        return ""
+    return f"# This repo lives on {endpoint}: run with HF_ENDPOINT={endpoint} set.\n"
+
+
 def framework_versions(adapter: bool = False) -> list[tuple[str, str]]:
     """(library, version) of the stack that made the artifact, as TRL's generated cards list them."""
     from importlib.metadata import PackageNotFoundError, version
@@ -304,7 +311,7 @@ def render_dataset_card(info: DatasetCardInfo | Mapping, repo_id: str, datasets:
         win_rate_mean=_fmt(float(win_rates.mean())) if win_rates.size else "n/a",
         win_rate_std=_fmt(float(win_rates.std())) if win_rates.size else "n/a",
         histogram_path=hist.relative_to(out_dir).as_posix(), project_url=PROJECT_URL,
-        framework_versions=framework_versions(),
+        framework_versions=framework_versions(), endpoint_note=_endpoint_note(endpoint),
     )
     return DatasetCard(scrub_paths(str(card)))
 
@@ -351,6 +358,7 @@ def render_model_card(info: ModelCardInfo | Mapping, repo_id: str, out_dir: str 
         usage = (f'from transformers import AutoModelForCausalLM, AutoTokenizer\n\n'
                  f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")\n'
                  f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n')
+    usage = _endpoint_note(endpoint) + usage
     usage += ('messages = [{"role": "user", "content": "Write a haiku about the sea."}]\n'
               'inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", '
               'return_dict=True)\nout = model.generate(**inputs, max_new_tokens=128)\n'
