@@ -3,8 +3,10 @@
 SPPO's convergence guarantee is for the average of the iterates' policies, not for the last one. A policy that is
 the average of pi_1..pi_T (weights w_t) is sampled exactly by drawing an iterate t with probability w_t and then a
 response from pi_t, independently per response. `MixturePolicy` holds the components (model id or folder,
-revision, weight); `MixtureGenerator` is a `sppo_hub.generation.Generator` over it, so generation, evaluation and
-the Space can sample the averaged policy wherever they take a generator. Each component's generator is built on
+revision, weight); `MixtureGenerator` is a `sppo_hub.generation.Generator` over it, so generation and evaluation can
+sample the averaged policy wherever they take a generator; `generation.make_generator` builds one
+for a run folder or a `mixture.json` path, so `sppo-hub generate --model runs/<run>` and the evaluation harnesses
+sample the averaged policy. Each component's generator is built on
 demand by a factory (default: `generation.make_generator`) and dropped after use, so only one model is in memory
 at a time; the cost is one model load per component per `generate` call.
 """
@@ -21,7 +23,8 @@ import numpy as np
 
 from .generation.base import Generator, SamplingConfig
 
-__all__ = ["MIXTURE_FILE", "MixtureComponent", "MixtureGenerator", "MixturePolicy", "load_mixture", "mixture_record"]
+__all__ = ["MIXTURE_FILE", "MixtureComponent", "MixtureGenerator", "MixturePolicy", "is_mixture", "load_mixture",
+           "mixture_record"]
 
 MIXTURE_FILE = "mixture.json"
 FORMAT = "sppo-hub/mixture-of-iterates/v1"
@@ -91,6 +94,17 @@ class MixturePolicy:
         tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         tmp.replace(path)
         return path
+
+
+def is_mixture(model) -> bool:
+    """True for a `mixture.json` file, or a folder holding one and no model (`config.json`): a run folder."""
+    try:
+        path = Path(model)
+        if path.is_dir():
+            return (path / MIXTURE_FILE).is_file() and not (path / "config.json").exists()
+        return path.is_file() and path.suffix == ".json" and json.loads(path.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
 
 
 def load_mixture(path: str | os.PathLike) -> MixturePolicy:

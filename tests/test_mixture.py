@@ -77,9 +77,20 @@ def test_mixture_generator_draws_each_response_from_one_iterate():
     assert again.last_assignment == gen.last_assignment  # seeded
 
 
-def test_mixture_generator_on_real_checkpoints(tiny_model_dir):
-    """Two iterates that are the same tiny Llama saved twice: the transformers backend answers every slot."""
+def test_mixture_generator_on_real_checkpoints(tiny_model_dir, tmp_path):
+    """Two iterates that are the same tiny Llama: the transformers backend answers every slot, and a run folder
+    holding mixture.json is a model for `make_generator` / `generate_responses` (the generate CLI, evaluation)."""
+    from sppo_hub.generation import generate_responses, make_generator
+    from sppo_hub.mixture import is_mixture
+
     mix = MixturePolicy.from_iterates({1: str(tiny_model_dir), 2: str(tiny_model_dir)}, {1: 0.3, 2: 0.7})
     sampling = SamplingConfig(num_samples=2, max_new_tokens=4, temperature=1.0, seed=0)
     out = MixtureGenerator(mix, sampling, device="cpu", dtype="float32", show_progress=False).generate(["hi", "yo"])
     assert [len(r) for r in out] == [2, 2] and all(isinstance(s, str) for r in out for s in r)
+    mix.save(tmp_path / "mixture.json")
+    assert is_mixture(tmp_path) and is_mixture(tmp_path / "mixture.json")
+    assert not is_mixture(tiny_model_dir) and not is_mixture(tmp_path / "nope.json")
+    gen = make_generator(str(tmp_path), sampling, device="cpu", dtype="float32", show_progress=False)
+    assert isinstance(gen, MixtureGenerator) and gen.mixture.probabilities == pytest.approx([0.3, 0.7])
+    ds = generate_responses(str(tmp_path), ["hi"], sampling, show_progress=False, device="cpu", dtype="float32")
+    assert len(ds[0]["responses"]) == 2
