@@ -73,7 +73,12 @@ def _looks_local(name: str) -> bool:
 
 
 def check_model_source(name: str, revision: str | None = None, key: str = "model") -> str:
-    """A folder/alias/Hub id that holds a model, or a ValueError naming `key`; returns a readable source."""
+    """A folder/alias/Hub id that holds a model, or a ValueError naming `key`; returns a readable source.
+
+    `key` is a recipe section (`model` -> model.name_or_path / model.revision) or a CLI flag (`--model`,
+    whose revision flag is `--revision`)."""
+    if key.startswith("--"):
+        return _with_flag_names(name, revision, key)
     if name in SMOLLM2_ALIASES:
         if revision:
             raise ValueError(f"{key}.revision={revision!r}: {name} is exported locally and has no revisions; "
@@ -102,6 +107,14 @@ def check_model_source(name: str, revision: str | None = None, key: str = "model
         _check_safetensors(weights, key)
         return str(path)
     return _check_hub_model(name, revision, key)
+
+
+def _with_flag_names(name: str, revision: str | None, flag: str) -> str:
+    try:
+        return check_model_source(name, revision, key="\0")
+    except ValueError as err:
+        message = str(err).replace("\0.name_or_path=", f"{flag} ").replace("\0.name_or_path", flag)
+        raise ValueError(message.replace("\0.revision=", "--revision ").replace("\0.revision", "--revision")) from None
 
 
 def _check_safetensors(files: list[Path], key: str) -> None:
@@ -143,6 +156,9 @@ def _check_hub_model(repo_id: str, revision: str | None, key: str) -> str:
         raise ValueError(f"{key}.name_or_path={repo_id}: no such model repo (or it is private: set HF_TOKEN); "
                          "check the id or give a local folder.") from None
     except HfHubHTTPError as err:
+        if getattr(err.response, "status_code", None) == 404:
+            raise ValueError(f"{key}.name_or_path={repo_id}: no such model repo on the Hub; check the id or give a "
+                             "local folder.") from None
         raise ValueError(f"{key}.name_or_path={repo_id}: the Hub refused the lookup ({str(err).splitlines()[0]}).") from None
     except Exception as err:  # connection errors of the HTTP client
         raise ValueError(f"{key}.name_or_path={repo_id}: the Hub cannot be reached ({type(err).__name__}); "
@@ -230,28 +246,32 @@ def _training_error(message: str, config: RunConfig) -> str:
 # ----------------------------------------------------------------------------- judge, backend, prompts
 
 
+def check_callable_spec(spec: str | None, key: str = "judge.callable") -> None:
+    """'file.py:function' (the file exists and defines it, read without running it) or 'module:function'."""
+    if not spec or ":" not in str(spec):
+        raise ValueError(f"{key}: give 'module:function' or 'file.py:function'.")
+    target, _, fn = str(spec).rpartition(":")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise ValueError(f"{key}={spec!r}: file {target} does not exist (relative paths are read from {Path.cwd()}).")
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        except SyntaxError as err:
+            raise ValueError(f"{key}: {target} line {err.lineno}: {err.msg}") from None
+        names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        names |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        names |= {a.asname or a.name for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+        if fn not in names:
+            raise ValueError(f"{key}={spec!r}: {target} defines no {fn!r}.")
+    elif importlib.util.find_spec(target.split(".")[0]) is None:
+        raise ValueError(f"{key}={spec!r}: module {target!r} cannot be imported.")
+
+
 def check_judge(config: RunConfig) -> None:
     jc = config.judge
-    if jc.type == "callable":
-        if not jc.callable or ":" not in str(jc.callable):
-            raise ValueError("judge.callable: give 'module:function' or 'file.py:function' for judge.type=callable.")
-        if not callable(jc.callable):
-            target, _, fn = str(jc.callable).rpartition(":")
-            if target.endswith(".py"):
-                path = Path(target)
-                if not path.is_file():
-                    raise ValueError(f"judge.callable={jc.callable!r}: file {target} does not exist "
-                                     f"(relative paths are read from {Path.cwd()}).")
-                try:
-                    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-                except SyntaxError as err:
-                    raise ValueError(f"judge.callable: {target} line {err.lineno}: {err.msg}") from None
-                names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-                names |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
-                if fn not in names:
-                    raise ValueError(f"judge.callable={jc.callable!r}: {target} defines no {fn!r}.")
-            elif importlib.util.find_spec(target.split(".")[0]) is None:
-                raise ValueError(f"judge.callable={jc.callable!r}: module {target!r} cannot be imported.")
+    if jc.type == "callable" and not callable(jc.callable):
+        check_callable_spec(jc.callable, "judge.callable")
     if jc.model and jc.model not in SMOLLM2_ALIASES and _looks_local(str(jc.model)) and not Path(jc.model).expanduser().exists():
         raise ValueError(f"judge.model={jc.model}: no such folder; give a saved model folder or a Hub repo id.")
 

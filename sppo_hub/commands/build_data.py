@@ -33,7 +33,10 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data import build_iteration_datasets, judged_kind, load_judged_dataset, save_iteration_datasets
 
-    judged = load_judged_dataset(args.judged)
+    from .errors import reading
+
+    with reading("--judged", args.judged):
+        judged = load_judged_dataset(args.judged)
     kind = judged_kind(judged, args.kind)
     out = build_iteration_datasets(
         judged,

@@ -62,7 +62,7 @@ def _hub_error(err: BaseException) -> tuple[int, str] | None:
 def _connection_error(err: BaseException) -> tuple[int, str] | None:
     names = {cls.__name__ for cls in type(err).__mro__}
     if names & {"ConnectError", "ConnectTimeout", "ConnectionError", "ConnectionRefusedError", "TimeoutException",
-                "ReadTimeout", "RemoteProtocolError"}:
+                "ReadTimeout", "RemoteProtocolError", "URLError"}:
         url = ""
         try:
             url = f" {err.request.url}"  # httpx errors carry the request
@@ -107,3 +107,49 @@ def describe(err: BaseException) -> tuple[int, str]:
         hint = "; free some disk space" if getattr(err, "errno", None) == 28 else ""
         return FAILURE, f"{kind}: {_first_line(err)}{hint}."
     return FAILURE, f"{kind}: {_first_line(err)[:300]} (an unexpected error: rerun with --debug for the traceback)"
+
+
+class reading:
+    """`with reading("--generated", path): load(path)`: any failure to read an input names its flag and path."""
+
+    def __init__(self, flag: str, path) -> None:
+        self.flag, self.path = flag, path
+
+    def __enter__(self):
+        check_jsonl(self.flag, self.path)
+        return self
+
+    def __exit__(self, kind, err, tb) -> bool:
+        if err is None or isinstance(err, (UserError, KeyboardInterrupt)):
+            return False
+        text = str(err)
+        if isinstance(err, (ValueError, FileNotFoundError)) and self.flag in text:
+            return False  # the loader already named the flag
+        if kind.__name__ == "DatasetGenerationError" or isinstance(err, StopIteration):
+            root = _root(err)
+            why = f"{type(root).__name__}: {_first_line(root)}" if not isinstance(root, StopIteration) else "it is empty"
+        else:
+            why = describe(err)[1]
+        raise UserError(f"{self.flag} {self.path}: cannot read it ({why})") from None
+
+
+def check_jsonl(flag: str, path) -> None:
+    """A .jsonl input that is empty or has a broken line fails with the line number, before a library parses it."""
+    from pathlib import Path
+
+    path = Path(str(path)) if path is not None else None
+    if path is None or path.suffix != ".jsonl" or not path.is_file():
+        return
+    empty = True
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            empty = False
+            try:
+                json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{flag} {path}: line {number} is not valid JSON ({err.msg}); "
+                                "write one JSON object per line") from None
+    if empty:
+        raise UserError(f"{flag} {path}: the file is empty")

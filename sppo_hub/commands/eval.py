@@ -68,11 +68,28 @@ def _out(args) -> str:
     return str(Path(args.out) / f"iter{args.iteration}") if args.iteration is not None else args.out
 
 
+def _check_files(args: argparse.Namespace, *names: str) -> None:
+    """Input files named by flags exist (and JSON Lines parse) before any model, endpoint or output is touched."""
+    from pathlib import Path
+
+    from ..cli import UserError
+    from .errors import check_jsonl
+
+    for name in names:
+        value, flag = getattr(args, name, None), "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if not Path(value).exists():
+            raise UserError(f"{flag} {value}: no such file or folder")
+        check_jsonl(flag, value)
+
+
 def _alpaca(args: argparse.Namespace) -> int:
     from ..cli import UserError
 
     if not (args.model or args.outputs or args.annotations):
         raise UserError("--model, --outputs or --annotations is required")
+    _check_files(args, "outputs", "annotations", "reference")
     from ..evaluation.alpaca_eval import run_alpaca_eval
 
     judge = None
@@ -100,6 +117,7 @@ def _mt_bench(args: argparse.Namespace) -> int:
 
     if not (args.model or args.answers):
         raise UserError("--model or --answers is required")
+    _check_files(args, "answers", "data_dir")
     from pathlib import Path
 
     from ..evaluation.mt_bench import endpoint_chat, local_chat, run_mt_bench
@@ -127,6 +145,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
     if not args.model:
         raise UserError("--model is required")
+    _check_files(args, "include_path")
     from ..evaluation.leaderboard import run_leaderboard
 
     args.out = _out(args)

@@ -56,6 +56,7 @@ def _run(args: argparse.Namespace) -> int:
     for flag in ("model", "prompts"):
         if not getattr(args, flag):
             raise UserError(f"--{flag} is required (or use `sppo-hub generate merge --out DIR`)")
+    _check_inputs(args)  # before --out is created: a corrected rerun starts clean
     if args.data_parallel > 1:
         return _data_parallel(args)
 
@@ -80,6 +81,35 @@ def _run(args: argparse.Namespace) -> int:
     where = os.path.join(args.out, "generated.parquet") if not args.shard else f"{args.out} (shard {args.shard})"
     print(f"generated {args.num_samples} responses for {len(ds)} prompts -> {where}")
     return 0
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """Model folder/repo, backend, sampling values and --shard, checked before anything is loaded or written."""
+    import importlib.util
+
+    from ..cli import UserError
+    from ..generation import SamplingConfig
+    from ..preflight import check_model_source
+    from ..sharding import parse_shard
+
+    from pathlib import Path
+
+    if Path(args.prompts).suffix in (".jsonl", ".json", ".parquet", ".csv", ".txt") and not Path(args.prompts).is_file():
+        raise UserError(f"--prompts: {args.prompts} does not exist")
+    try:
+        check_model_source(args.model, None, key="--model")
+        SamplingConfig(num_samples=args.num_samples, temperature=args.temperature, top_p=args.top_p,
+                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, chunk_size=args.chunk_size,
+                       dtype=args.dtype)
+        if args.shard:
+            parse_shard(args.shard)
+    except ValueError as err:
+        message = str(err)
+        for field in ("num_samples", "temperature", "top_p", "max_new_tokens", "batch_size", "chunk_size", "dtype"):
+            message = message.replace(f"sampling.{field}", "--" + field.replace("_", "-"))
+        raise UserError(message.replace("shard:", "--shard:")) from None
+    if args.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ModuleNotFoundError("No module named 'vllm'", name="vllm")
 
 
 def _data_parallel(args: argparse.Namespace) -> int:

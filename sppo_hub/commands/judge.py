@@ -54,8 +54,17 @@ def _run(args: argparse.Namespace) -> int:
 
     from ..judges import JudgeConfig, load_judge
     from ..judges.stage import judge_dataset, load_generated
+    from .errors import reading
 
-    generated = load_generated(args.generated)  # fail on bad input before loading a judge model
+    if args.judge == "callable":
+        from ..preflight import check_callable_spec
+
+        try:
+            check_callable_spec(args.judge_callable, "--judge-callable")
+        except ValueError as err:
+            raise UserError(str(err)) from None
+    with reading("--generated", args.generated):
+        generated = load_generated(args.generated)  # fail on bad input before loading a judge model
     config = JudgeConfig(type=args.judge, model=args.judge_model, batch_size=args.judge_batch_size,
                          max_length=args.max_length, device=args.device, dtype=args.dtype, base_url=args.base_url,
                          api_key_env=args.api_key_env, callable=args.judge_callable, batched=args.batched,

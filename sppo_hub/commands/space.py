@@ -89,6 +89,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..cli import UserError
     from ..space import SpaceConfig, launch
 
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port {args.port}: use a TCP port between 1 and 65535 (0 picks a free one)")
     for flag, name in [("--model", args.model), *(("--compare", m) for m in args.compare)]:
         if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
             raise UserError(f"{flag}: {name} does not exist; pass a local model folder or a Hub repo id")

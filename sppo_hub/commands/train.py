@@ -70,19 +70,27 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--lr", args.lr), ("--batch-size", args.batch_size), ("--epochs", args.epochs)):
         if value <= 0:
             raise UserError(f"{flag} must be > 0 (got {value}).")
-    pairs = _load_pairs(args.data)
+    from ..preflight import check_model_source
+    from .errors import reading
+
+    try:
+        check_model_source(args.model, None, key="--model")
+        if args.ref_model:
+            check_model_source(args.ref_model, None, key="--ref-model")
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    with reading("--data", args.data):
+        pairs = _load_pairs(args.data)
 
     from ..trainer import SPPOConfig, train_policy
 
     out = Path(args.out)
-    config = SPPOConfig(
-        output_dir=str(out.with_name(out.name + ".trainer")), loss_type=args.loss, eta=args.eta, beta=args.beta,
-        tau=args.tau, learning_rate=args.lr, num_train_epochs=args.epochs, max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=args.grad_accum,
-        max_length=args.max_length, optim=args.optim, precompute_ref_log_probs=args.precompute_ref, bf16=args.bf16,
-        gradient_checkpointing=args.gradient_checkpointing, seed=args.seed, report_to="none", save_strategy="no",
-        logging_steps=1,
-    )
+    try:
+        config = _trainer_config(args, SPPOConfig, out)
+    except (ValueError, TypeError) as err:
+        flags = {"--optim": args.optim, "--loss": args.loss, "--eta": args.eta, "--beta": args.beta, "--tau": args.tau}
+        flag = next((f for f, v in flags.items() if v is not None and str(v) in str(err)), "training arguments")
+        raise UserError(f"{flag}: {str(err).split(', please select')[0]}") from None
     lora = None
     if args.lora:
         from peft import LoraConfig
@@ -99,3 +107,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"loss {history[0][1]:.4g} -> {history[-1][1]:.4g} over {len(history)} steps")
     print(f"wrote {out}")
     return 0
+
+
+def _trainer_config(args: argparse.Namespace, SPPOConfig, out: Path):
+    return SPPOConfig(
+        output_dir=str(out.with_name(out.name + ".trainer")), loss_type=args.loss, eta=args.eta, beta=args.beta,
+        tau=args.tau, learning_rate=args.lr, num_train_epochs=args.epochs, max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=args.grad_accum,
+        max_length=args.max_length, optim=args.optim, precompute_ref_log_probs=args.precompute_ref, bf16=args.bf16,
+        gradient_checkpointing=args.gradient_checkpointing, seed=args.seed, report_to="none", save_strategy="no",
+        logging_steps=1,
+    )
