@@ -1,4 +1,5 @@
-"""Fixtures for generation and judging tests: tiny models whose greedy output depends on the prompt."""
+"""Fixtures for generation and judging tests: tiny models whose greedy output depends on the prompt, and one
+whose head size vLLM's CPU attention accepts."""
 
 from __future__ import annotations
 
@@ -51,3 +52,12 @@ def im_end_model_dir(tiny_model_dir, tmp_path_factory) -> tuple[Path, str]:
         model.lm_head.weight[im_end] = model.lm_head.weight[target] * 4.0
     model.save_pretrained(dst)
     return dst, prompt
+
+
+@pytest.fixture(scope="session")
+def vllm_tiny_model_dir(tmp_path_factory) -> Path:
+    """The tiny chat model with hidden size 128 (4 heads of 32): vLLM's CPU attention supports head sizes
+    32, 64, 80, ... only (the default tiny model's 16 is refused) and max_model_len <= its 512 positions."""
+    from sppo_hub.testing import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama-128", seed=0, hidden_size=128)
