@@ -124,13 +124,14 @@ def check_endpoint(endpoint: str | None) -> str:
     return info["name"]
 
 
-def _start_local_hub(hub_port: int, console):
+def _start_local_hub(hub_port: int, console, run_dir: Path):
     """The built-in local Hub, with a fresh token, and this process's Hub calls switched to it."""
     import secrets
 
     from .hub import start_local_hub, use_endpoint
 
-    data_dir = Path(os.environ.get("SPPO_HUB_LOCAL_DIR", ".hub"))
+    # In the run folder (as `run --help` says): a resume from any working directory finds the run's repos.
+    data_dir = Path(os.environ.get("SPPO_HUB_LOCAL_DIR") or Path(run_dir) / "hub")
     token = "hf_local_" + secrets.token_hex(16)
     hub = start_local_hub(data_dir, port=hub_port, token=token)
     console.print(f"local Hub: [link={hub.url}]{hub.url}[/link] (data in {data_dir}/)")
@@ -154,7 +155,7 @@ def run_from_config(config: RunConfig, resume: bool = False, hub_port: int = 0, 
     try:
         if process.is_main:
             if config.publish.enabled and config.publish.local_hub:
-                hub, data_dir, token, switch = _start_local_hub(hub_port, console)
+                hub, data_dir, token, switch = _start_local_hub(hub_port, console, config.run_dir)
                 endpoint = hub.url
             elif config.publish.enabled and endpoint:
                 from .hub import use_endpoint

@@ -156,3 +156,55 @@ def test_policy_load_kwargs_carry_model_settings(tmp_path, tiny_model_dir):
                                                           "model.trust_remote_code=true"])
     assert config.policy_load_kwargs(base=True) == {"trust_remote_code": True, "dtype": "bfloat16", "revision": "abc"}
     assert config.policy_load_kwargs(base=False) == {"trust_remote_code": True, "dtype": "bfloat16"}
+
+
+# ----------------------------------------------------------------------------- fix and continue, end to end
+
+
+def broken_hook(context, **kwargs) -> dict:
+    raise RuntimeError("evaluation hook failed on purpose")
+
+
+def fixed_hook(context, **kwargs) -> dict:
+    return {"iteration": context.iteration, "repo": context.model_repo}
+
+
+@pytest.mark.slow
+def test_failed_run_is_fixed_and_resumed_from_another_directory(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    """A run that fails after publishing (a broken evaluation hook) is resumed with the corrected recipe from
+    another working directory: finished stages are reused, the local Hub's repos are found in the run folder."""
+    from sppo_hub.cli import main
+
+    monkeypatch.delenv("SPPO_HUB_LOCAL_DIR", raising=False)
+    here = Path(__file__).resolve()
+    recipe = _recipe(tmp_path, str(tiny_model_dir), iterations=1,
+                     sampling={"num_samples": 2, "max_new_tokens": 4, "batch_size": 4},
+                     training={"optim": "adamw_torch", "max_length": 64, "per_device_train_batch_size": 4,
+                               "learning_rate": 1e-4},
+                     evaluation={"hooks": [{"name": f"{here}:broken_hook"}]})
+    first = tmp_path / "first"
+    first.mkdir()
+    monkeypatch.chdir(first)
+    assert main(["run", str(recipe), "--local-hub"]) == 1
+    assert "evaluation hook failed on purpose" in capsys.readouterr().err
+    run_dir = tmp_path / "run"
+    assert (run_dir / "hub").is_dir() and not (first / ".hub").exists()  # the local Hub lives in the run folder
+    before = RunManifest.load(run_dir)
+    assert before.stage(1, "publish_model") is not None and before.stage(1, "evaluate") is None
+
+    assert main(["run", str(recipe), "--local-hub"]) == 2  # a plain rerun: told how to continue or start over
+    err = capsys.readouterr().err
+    assert "--resume" in err and str(run_dir) in err
+
+    changed = main(["run", str(recipe), "--local-hub", "--resume", "sampling.temperature=0.3"])
+    assert changed == 2 and "iteration 1 generate" in capsys.readouterr().err
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["run", str(recipe), "--local-hub", "--resume", f"evaluation.hooks=[{{name: '{here}:fixed_hook'}}]"]) == 0
+    after = RunManifest.load(run_dir)
+    assert after.data["finished"] and after.stage(1, "evaluate")["artifacts"]["results"][f"{here}:fixed_hook"] == {
+        "iteration": 1, "repo": before.stage(1, "publish_model")["artifacts"]["repo_id"]}
+    for stage in ("generate", "judge", "train", "publish_model"):  # reused, not recomputed
+        assert after.stage(1, stage)["finished_at"] == before.stage(1, stage)["finished_at"]

@@ -63,7 +63,7 @@ def recipe_and_overrides(args: argparse.Namespace) -> tuple[str, list[str]]:
     if not (0 <= args.hub_port <= 65535):
         raise UserError(f"--hub-port {args.hub_port}: use a TCP port between 1 and 65535 (0 picks a free one)")
     if args.local_hub:
-        overrides.append("publish.local_hub=true")
+        overrides += ["publish.enabled=true", "publish.local_hub=true"]  # the flag means: publish there
     return recipe, overrides
 
 

@@ -63,6 +63,47 @@ def _manifest(folder: Path) -> dict:
     return {"format": 1, "content_sha256": digest, "files": files}
 
 
+def _staging_dir() -> tempfile.TemporaryDirectory:
+    """A temp folder for one commit's files, named after this process so a later run can tell it is stale.
+
+    It only ever holds copies (the run folder keeps the originals), so removing it loses nothing."""
+    import os
+
+    return tempfile.TemporaryDirectory(prefix=f"sppo-publish-{os.getpid()}-")
+
+
+def clean_stale_staging_dirs(min_age_s: float = 3600.0) -> list[Path]:
+    """Remove `sppo-publish-<pid>-*` folders whose process is gone (a publisher killed with -9), and unnamed
+    ones older than `min_age_s`."""
+    import os
+    import shutil
+    import time
+
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob("sppo-publish-*"):
+        field = folder.name.split("-")[2]
+        if field.isdigit():
+            if int(field) == os.getpid() or _process_alive(int(field)):
+                continue
+        elif time.time() - folder.stat().st_mtime < min_age_s:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 class HubPublisher:
     """Publishes one run's iterations: `{org}/{run}-iter{t}` (model) and `{org}/{run}-iter{t}-data`."""
 
@@ -76,6 +117,7 @@ class HubPublisher:
             if not value or "/" in value:
                 raise ValueError(f"{name}={value!r}: give a non-empty Hub namespace/name part without '/'.")
         self.org, self.run_name, self.private = org, run_name, private
+        clean_stale_staging_dirs()
         self.model_repo_template, self.data_repo_template = model_repo_template, data_repo_template
         self.tag_template, self.collection_title = tag_template, collection_title
         # token=None: huggingface_hub's usual sources (HF_TOKEN, `hf auth login`). Never logged.
@@ -139,7 +181,7 @@ class HubPublisher:
         for name, ds in parts.items():
             if ds is None or not hasattr(ds, "to_parquet"):
                 raise ValueError(f"{name}_ds must be a datasets.Dataset, got {type(ds).__name__}")
-        with tempfile.TemporaryDirectory(prefix="sppo-publish-") as tmp:
+        with _staging_dir() as tmp:
             folder = Path(tmp)
             configs = []
             for name, ds in parts.items():
@@ -182,7 +224,7 @@ class HubPublisher:
         repo_id = self.model_repo_id(iteration)
         from fnmatch import fnmatch
 
-        with tempfile.TemporaryDirectory(prefix="sppo-publish-") as tmp:
+        with _staging_dir() as tmp:
             folder = Path(tmp)
             for p in sorted(src.rglob("*")):
                 rel = p.relative_to(src).as_posix()
