@@ -103,3 +103,55 @@ def test_corrupt_head_file_is_a_clear_error(tmp_path):
     (tmp_path / "gpm_config.json").write_text("{broken")
     with pytest.raises(ValueError, match="gpm_config.json: not valid JSON"):
         GPMJudge.from_pretrained(tmp_path)
+
+
+def test_official_checkpoint_with_prompt_head_converts_and_matches_the_formula(tiny_model_dir, tmp_path):
+    """A released-GPM-style checkpoint (a causal LM plus value_head and prompt_head tensors) converts, and the
+    judge gives sigmoid(sum_b lambda_b(x) (v_i[2b] v_j[2b+1] - v_i[2b+1] v_j[2b]) / tau), lambda(x) the softmax of
+    the prompt head at the prompt's last token, v the normalised value head at the last token."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModel, AutoTokenizer
+
+    from sppo_hub.judges.gpm import convert_official_gpm
+
+    official = tmp_path / "official-gpm"
+    shutil.copytree(tiny_model_dir, official)
+    tensors = load_file(str(official / "model.safetensors"))
+    hidden = AutoModel.from_pretrained(tiny_model_dir).config.hidden_size
+    gen = torch.Generator().manual_seed(5)
+    value_head, prompt_head = torch.randn(4, hidden, generator=gen), torch.randn(2, hidden, generator=gen)
+    save_file({**tensors, "value_head.weight": value_head, "prompt_head.weight": prompt_head},
+              str(official / "model.safetensors"))
+    ckpt = convert_official_gpm(official, tmp_path / "converted")
+    judge = GPMJudge.from_pretrained(ckpt, device="cpu", batch_size=2)
+    assert judge.prompt_head is not None and judge.head_config.tau == 0.1 and judge.bias is None
+
+    prompts = ["Name a prime.", "Say hi in French, please."]
+    answers = [["Seven.", "Four is prime.", "2"], ["Bonjour!", "Hello.", "Salut, ca va ?"]]
+    tables = judge.pairwise_tables(prompts, answers)
+
+    tok, enc = AutoTokenizer.from_pretrained(tiny_model_dir), AutoModel.from_pretrained(tiny_model_dir).eval()
+    for prompt, cands, table in zip(prompts, answers, tables):
+        n_prompt = len(tok(tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False),
+                           add_special_tokens=False)["input_ids"])
+        vs, lam = [], None
+        for a in cands:
+            text = tok.apply_chat_template([{"role": "user", "content": prompt}, {"role": "assistant", "content": a}],
+                                           tokenize=False)
+            ids = tok(text, add_special_tokens=False, return_tensors="pt")
+            with torch.no_grad():
+                h = enc(**ids).last_hidden_state[0].double()
+            v = value_head.double() @ h[-1]
+            vs.append((v / v.norm()).numpy())
+            lam = torch.softmax(prompt_head.double() @ h[n_prompt - 1], dim=0).numpy()
+        for i in range(3):
+            for j in range(3):
+                if i != j:
+                    s = sum(lam[b] * (vs[i][2 * b] * vs[j][2 * b + 1] - vs[i][2 * b + 1] * vs[j][2 * b])
+                            for b in range(2)) / 0.1
+                    assert table[i, j] == pytest.approx(_sigmoid(s), abs=1e-5)
+    with pytest.raises(ValueError, match="no 'value_head.weight'"):
+        convert_official_gpm(tiny_model_dir, tmp_path / "nope")

@@ -21,13 +21,15 @@ weight in this layout and point "encoder" at the base model):
                                    "normalize": true,       # L2-normalise v, as in the paper
                                    "tau": 0.1}              # temperature of the sigmoid
     <dir>/gpm_head.safetensors    "value_head.weight" (2k, hidden), optional "value_head.bias" (2k,),
-                                  optional "block_scales" (k,): the lambda_b (default all 1)
+                                  optional "block_scales" (k,): fixed lambda_b (default all 1), or
+                                  optional "prompt_head.weight" (k, hidden): the paper's prompt-dependent
+                                  lambda(x) = softmax(prompt_head(h_x)), h_x the hidden state at the prompt's
+                                  last token (the official models' `add_prompt_head`)
     encoder files                 anything `AutoModel` / `AutoTokenizer` load, at "encoder"
 
-format_version 1 (sppo-hub <= 0.1) scored v_i^T R v_j = -<R v_i, v_j> with no temperature; such files load with
-tau = 1 and negated block scales, so they keep the preferences they produced.
-The paper makes lambda depend on the prompt through a small gate (a "prompt head"); this judge uses fixed
-per-block scales (a prompt-independent special case), which keeps R exactly skew-symmetric.
+`convert_official_gpm` writes this format from a released GPM checkpoint (its value and prompt heads; the
+checkpoint itself serves as the encoder). format_version 1 (sppo-hub <= 0.1) scored v_i^T R v_j = -<R v_i, v_j>
+with no temperature; such files load with tau = 1 and negated block scales, so they keep their preferences.
 Inputs are formatted like the reward-model judge's (chat template, else a text pair).
 """
 
@@ -92,7 +94,8 @@ def skew_scores(embeddings: np.ndarray, block_scales: np.ndarray | None = None, 
     return (M - M.T) / tau
 
 
-def save_gpm_head(out_dir: str | Path, weight, bias, head_config: GPMHeadConfig, block_scales=None) -> Path:
+def save_gpm_head(out_dir: str | Path, weight, bias, head_config: GPMHeadConfig, block_scales=None,
+                  prompt_head=None) -> Path:
     """Write gpm_config.json + gpm_head.safetensors into `out_dir` (the encoder is referenced, not copied).
 
     `bias=None` stores a head without bias, as the official models have.
@@ -109,6 +112,8 @@ def save_gpm_head(out_dir: str | Path, weight, bias, head_config: GPMHeadConfig,
         raise ValueError(f"weight: first dimension must be embed_dim={head_config.embed_dim}")
     if block_scales is not None:
         tensors["block_scales"] = torch.as_tensor(block_scales, dtype=torch.float32).contiguous()
+    if prompt_head is not None:
+        tensors["prompt_head.weight"] = torch.as_tensor(prompt_head, dtype=torch.float32).contiguous()
     save_file(tensors, str(out_dir / HEAD_FILE))
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **head_config.__dict__}
     (out_dir / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -158,6 +163,8 @@ def _read_head(path: Path) -> tuple[GPMHeadConfig, dict]:
                          "sppo_hub.judges.gpm.save_gpm_head") from None
     if "value_head.weight" not in tensors:
         raise ValueError(f"{path / HEAD_FILE}: missing tensor 'value_head.weight'")
+    if "prompt_head.weight" in tensors and "block_scales" in tensors:
+        raise ValueError(f"{path / HEAD_FILE}: holds both 'prompt_head.weight' and 'block_scales'; keep one")
     if version == 1:  # v_i^T R v_j = <(-R) v_i, v_j>: negating lambda keeps the old preferences
         k = head_cfg.embed_dim // 2
         tensors["block_scales"] = -tensors.get("block_scales", torch.ones(k))
@@ -180,7 +187,7 @@ class GPMJudge(PairwiseJudge):
     output_kind = "probs"
 
     def __init__(self, encoder, tokenizer, weight, bias, head_config: GPMHeadConfig, block_scales=None,
-                 batch_size: int = 16, max_length: int | None = None, name: str = "gpm"):
+                 batch_size: int = 16, max_length: int | None = None, name: str = "gpm", prompt_head=None):
         import torch
 
         self.encoder = encoder.eval()
@@ -200,6 +207,10 @@ class GPMJudge(PairwiseJudge):
                 + ("" if self.bias is None else f" and bias {tuple(self.bias.shape)}")
             )
         self.block_scales = None if block_scales is None else np.asarray(block_scales, dtype=np.float64)
+        self.prompt_head = None if prompt_head is None else torch.as_tensor(prompt_head, dtype=torch.float32, device=dev)
+        if self.prompt_head is not None and tuple(self.prompt_head.shape) != (head_config.embed_dim // 2, hidden):
+            raise ValueError(f"{HEAD_FILE}: prompt_head must map hidden={hidden} to k={head_config.embed_dim // 2}, "
+                             f"got {tuple(self.prompt_head.shape)}")
         self.batch_size = int(batch_size)
         limit = max_length or getattr(tokenizer, "model_max_length", None)
         self.max_length = None if limit is None or limit > 1_000_000 else int(limit)
@@ -221,7 +232,8 @@ class GPMJudge(PairwiseJudge):
         encoder = AutoModel.from_pretrained(encoder_src, dtype=torch_dtype).to(dev)
         scales = tensors.get("block_scales")
         return cls(encoder, tokenizer, tensors["value_head.weight"], tensors.get("value_head.bias"), head_cfg,
-                   block_scales=None if scales is None else scales.numpy(), name=f"gpm:{path.name}", **kwargs)
+                   block_scales=None if scales is None else scales.numpy(), name=f"gpm:{path.name}",
+                   prompt_head=tensors.get("prompt_head.weight"), **kwargs)
 
     @classmethod
     def from_config(cls, config: JudgeConfig) -> "GPMJudge":
@@ -231,31 +243,89 @@ class GPMJudge(PairwiseJudge):
     def _forward(self, model, **batch):
         import torch
 
+        prompt_end = batch.pop("prompt_end_mask", None)
         hidden = model(**batch).last_hidden_state.float()
         v = _pool(hidden, batch["attention_mask"], self.head_config.pooling) @ self.weight.T
         if self.bias is not None:
             v = v + self.bias
         if self.head_config.normalize:
             v = torch.nn.functional.normalize(v, dim=-1)
-        return v
+        if prompt_end is None:
+            return v
+        lam = torch.softmax(hidden[prompt_end.bool()] @ self.prompt_head.T, dim=-1)  # one prompt end per row
+        return torch.cat([v, lam], dim=-1)
 
-    def embed(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        """The 2k-dimensional preference embedding of each (prompt, response), shape (N, 2k)."""
+    def _prompt_lengths(self, prompts: list[str]) -> list[int]:
+        """Tokens of each prompt rendered alone, as the official code measures them (user turn, no reply)."""
+        if getattr(self.tokenizer, "chat_template", None):
+            texts = [self.tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False)
+                     for p in prompts]
+            return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        return [len(ids) for ids in self.tokenizer(list(prompts))["input_ids"]]
+
+    def embed_with_scales(self, prompts: list[str], responses: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(embedding v of each (prompt, response), shape (N, 2k); lambda(x) per row, shape (N, k), or None)."""
         enc, n_trunc = encode_prompt_response(self.tokenizer, prompts, responses, self.max_length)
         if n_trunc and not self._warned:
             logger.warning("%d of %d inputs exceed max_length=%d tokens and were truncated", n_trunc, len(prompts), self.max_length)
             self._warned = True
+        if self.prompt_head is not None:
+            ends = [min(n, len(ids)) - 1 for n, ids in zip(self._prompt_lengths(prompts), enc["input_ids"])]
+            enc["prompt_end_mask"] = [[int(i == end) for i in range(len(ids))] for end, ids in zip(ends, enc["input_ids"])]
         device = next(self.encoder.parameters()).device
-        return run_batched(self.encoder, self.tokenizer, enc, self.batch_size, device, f"embedding ({self.name})", self._forward)
+        out = run_batched(self.encoder, self.tokenizer, enc, self.batch_size, device, f"embedding ({self.name})",
+                          self._forward)
+        d = self.head_config.embed_dim
+        return out[:, :d], (out[:, d:] if self.prompt_head is not None else None)
+
+    def embed(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        """The 2k-dimensional preference embedding of each (prompt, response), shape (N, 2k)."""
+        return self.embed_with_scales(prompts, responses)[0]
 
     def pairwise_tables(self, prompts: list[str], responses: list[list[str]]) -> list[np.ndarray]:
         validate_judge_inputs(prompts, responses)
         flat_p = [p for p, cands in zip(prompts, responses) for _ in cands]
         flat_r = [r for cands in responses for r in cands]
-        emb = self.embed(flat_p, flat_r)
+        emb, lam = self.embed_with_scales(flat_p, flat_r)
         tables, start = [], 0
         for cands in responses:
             v = emb[start : start + len(cands)]
+            scales = self.block_scales if lam is None else lam[start]  # the prompt's lambda(x), same on every row
             start += len(cands)
-            tables.append(complementary_sigmoid_table(skew_scores(v, self.block_scales, self.head_config.tau)))
+            tables.append(complementary_sigmoid_table(skew_scores(v, scales, self.head_config.tau)))
         return tables
+
+
+def convert_official_gpm(checkpoint: str | Path, out_dir: str | Path, tau: float = OFFICIAL_TAU,
+                         encoder: str | None = None) -> Path:
+    """A sppo-hub GPM folder from a released GPM checkpoint (e.g. general-preference/GPM-Llama-3.1-8B).
+
+    Copies its `value_head.weight` (and `prompt_head.weight` when it has one) out of the safetensors files; the
+    checkpoint itself, a causal LM whose base `AutoModel` loads, stays the encoder (`encoder` overrides where it
+    is read from). Official settings: last-token pooling, L2-normalised v, no head bias, `tau` = 0.1.
+    """
+    from huggingface_hub import hf_hub_download
+    from safetensors import safe_open
+
+    src = Path(checkpoint)
+
+    def fetch(name: str) -> str:
+        return str(src / name) if src.is_dir() else hf_hub_download(str(checkpoint), name)
+
+    try:
+        index = json.loads(Path(fetch("model.safetensors.index.json")).read_text())["weight_map"]
+    except Exception:  # noqa: BLE001 - a single-file checkpoint has no index
+        index = {}
+    wanted = {"value_head.weight": None, "prompt_head.weight": None}
+    for key in wanted:
+        shard = index.get(key, "model.safetensors" if not index else None)
+        if shard is None:
+            continue
+        with safe_open(fetch(shard), framework="pt") as f:
+            if key in f.keys():
+                wanted[key] = f.get_tensor(key)
+    if wanted["value_head.weight"] is None:
+        raise ValueError(f"{checkpoint}: no 'value_head.weight' tensor; is it a GPM checkpoint?")
+    head = GPMHeadConfig(embed_dim=int(wanted["value_head.weight"].shape[0]), pooling="last", normalize=True,
+                         encoder=encoder or str(src.resolve() if src.is_dir() else checkpoint), tau=tau)
+    return save_gpm_head(out_dir, wanted["value_head.weight"], None, head, prompt_head=wanted["prompt_head.weight"])
