@@ -208,3 +208,23 @@ def test_failed_run_is_fixed_and_resumed_from_another_directory(tmp_path, tiny_m
         "iteration": 1, "repo": before.stage(1, "publish_model")["artifacts"]["repo_id"]}
     for stage in ("generate", "judge", "train", "publish_model"):  # reused, not recomputed
         assert after.stage(1, stage)["finished_at"] == before.stage(1, stage)["finished_at"]
+
+
+def test_stale_publish_temp_folders_are_removed(tmp_path, monkeypatch):
+    """A publisher killed with -9 leaves `sppo-publish-<pid>-*`; the next one removes it, never a live one's."""
+    import os
+    import subprocess
+    import tempfile
+
+    from sppo_hub.hub.publish import clean_stale_staging_dirs
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = tmp_path / f"sppo-publish-{gone.pid}-x1"
+    live = tmp_path / f"sppo-publish-{os.getppid()}-x2"
+    for folder in (stale, live):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"copy")
+    assert clean_stale_staging_dirs() == [stale]
+    assert live.exists() and not stale.exists()
