@@ -288,3 +288,22 @@ def test_prompts_and_model_from_the_hub(local_hub, tiny_model_dir):
     local = generate_responses(str(tiny_model_dir), PROMPTS[:2], sampling)
     assert from_hub["generator"] == [model_repo] * 2
     assert from_hub["responses"] == local["responses"]
+
+
+def test_cli_vllm_options_reach_data_parallel_children_and_need_the_vllm_backend(tmp_path, capsys):
+    from sppo_hub.cli import build_parser, main
+    from sppo_hub.commands.generate import _child_argv
+
+    base = ["generate", "--model", "m", "--prompts", "p.txt", "--out", str(tmp_path), "--backend", "vllm"]
+    args = build_parser().parse_args(base + ["--no-enforce-eager", "--max-model-len", "256"])
+    assert args.enforce_eager is False and args.max_model_len == 256
+    child = _child_argv(args)
+    assert "--no-enforce-eager" in child and child[child.index("--max-model-len") + 1] == "256"
+    assert build_parser().parse_args(child).enforce_eager is False  # the child parses what the parent meant
+    assert "--enforce-eager" in _child_argv(build_parser().parse_args(base + ["--enforce-eager"]))
+    assert "enforce" not in " ".join(_child_argv(build_parser().parse_args(base)))  # unset: the platform default
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("hi\n")
+    assert main(["generate", "--model", "m", "--prompts", str(prompts), "--out", str(tmp_path / "o"),
+                 "--enforce-eager"]) == 2
+    assert "add --backend vllm" in capsys.readouterr().err

@@ -56,6 +56,8 @@ def _run(args: argparse.Namespace) -> int:
     for flag in ("model", "prompts"):
         if not getattr(args, flag):
             raise UserError(f"--{flag} is required (or use `sppo-hub generate merge --out DIR`)")
+    if args.backend != "vllm" and (args.enforce_eager is not None or args.max_model_len is not None):
+        raise UserError("--enforce-eager and --max-model-len are vllm options; add --backend vllm")
     _check_inputs(args)  # before --out is created: a corrected rerun starts clean
     if args.data_parallel > 1:
         return _data_parallel(args)
@@ -74,8 +76,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.backend == "vllm":
         kwargs["tensor_parallel_size"] = args.tensor_parallel_size
         kwargs.update({k: v for k in ("enforce_eager", "max_model_len") if (v := getattr(args, k)) is not None})
-    elif args.enforce_eager is not None or args.max_model_len is not None:
-        raise UserError("--enforce-eager and --max-model-len are vllm options; add --backend vllm")
     ds = generate_responses(args.model, prompts, sampling, backend=args.backend, shard=args.shard,
                             out_dir=args.out, **kwargs)
     where = os.path.join(args.out, "generated.parquet") if not args.shard else f"{args.out} (shard {args.shard})"
