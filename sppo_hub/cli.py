@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     try:
         args, unknown = parser.parse_known_args(argv)
+        if getattr(args, "passthrough", False):  # `train` parses its own flags (TrlParser): hand it the rest
+            args.argv, unknown = argv[argv.index(args.command) + 1:], []
         if unknown:
             # `run RECIPE --local-hub key=value`: overrides after the flags are still overrides.
             if hasattr(args, "overrides") and all("=" in u and not u.startswith("-") for u in unknown):

@@ -24,3 +24,47 @@ def test_cli_help_lists_commands():
         [sys.executable, "-m", "sppo_hub", "--help"], capture_output=True, text=True, check=True
     )
     assert "Self-Play Preference Optimization" in out.stdout
+
+
+def test_train_flags_cover_every_dpo_config_field():
+    """`sppo-hub train` is built on TRL's TrlParser: each DPOConfig (and SPPOConfig) field is a flag."""
+    import dataclasses
+
+    from trl import DPOConfig
+
+    from sppo_hub.commands.train import build_parser
+    from sppo_hub.trainer import SPPOConfig
+
+    flags = {option for action in build_parser()._actions for option in action.option_strings}
+    for config in (DPOConfig, SPPOConfig):
+        missing = [f.name for f in dataclasses.fields(config) if f.init and f"--{f.name}" not in flags]
+        assert missing == [], missing
+
+
+def test_train_config_file_matches_flags_and_flags_win(tmp_path):
+    import yaml
+
+    from sppo_hub.commands.train import parse
+
+    settings = {"model": "m", "data": "d.parquet", "out": "o", "loss_type": "dpo", "beta": 0.2,
+                "learning_rate": 1e-5, "optim": "adamw_torch", "num_train_epochs": 2, "weight_decay": 0.01,
+                "max_length": 128, "lora": True, "lora_target_modules": "q_proj,v_proj"}
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    script, from_file = parse(["--config", str(path)])
+    flags = [part for key, value in settings.items() for part in (f"--{key}", str(value))]
+    _, from_flags = parse(flags)
+    assert from_file.to_dict() == from_flags.to_dict()
+    assert from_file.loss_type in ("dpo", ["dpo"])  # DPOConfig keeps loss_type as a list
+    assert (from_file.beta, from_file.optim, from_file.weight_decay) == (0.2, "adamw_torch", 0.01)
+    assert script.lora is True and script.lora_target_modules == "q_proj,v_proj"
+    _, overridden = parse(["--config", str(path), "--learning-rate", "3e-5"])  # the command line wins
+    assert overridden.learning_rate == 3e-5 and overridden.optim == "adamw_torch"
+    # this command's defaults (the paper's optimizer and lr, one epoch, no trackers) and the earlier flag names
+    _, old = parse(["--model", "m", "--data", "d", "--out", "o", "--lr", "1e-4", "--batch-size", "2", "--epochs", "3",
+                    "--loss", "ipo"])
+    assert (old.learning_rate, old.per_device_train_batch_size, old.num_train_epochs) == (1e-4, 2, 3)
+    assert old.loss_type in ("ipo", ["ipo"])
+    _, default = parse(["--model", "m", "--data", "d", "--out", "o"])
+    assert (default.optim, default.learning_rate, default.num_train_epochs) == ("rmsprop", 5e-7, 1.0)
+    assert default.report_to in ([], "none", ["none"])

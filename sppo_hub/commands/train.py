@@ -1,45 +1,99 @@
-"""`sppo-hub train`: fit pi_t on an iteration's pairs with SPPO (or DPO/IPO/INPO) and save the policy."""
+"""`sppo-hub train`: fit pi_t on an iteration's pairs with SPPO (or DPO/IPO/INPO) and save the policy.
+
+Built on TRL's `TrlParser` (a `transformers.HfArgumentParser`), as `trl dpo` is: every `SPPOConfig` /
+`DPOConfig` / `TrainingArguments` field is a flag (`--learning_rate` or `--learning-rate`), `--config
+train.yaml` fills them from a flat YAML mapping (flags given on the command line win), and the few
+options of this command (`--model`, `--data`, `--out`, LoRA) are one more dataclass. The parser (and TRL)
+are imported only when the command runs, so `sppo-hub --help` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 
-LOSSES = ("sppo", "sppo_single", "sppo_hard", "dpo", "ipo", "inpo")  # mirrors sppo_hub.losses.LOSSES (kept light)
+# The flags of earlier versions -> the TrainingArguments/SPPOConfig field they set (still accepted).
+FLAG_ALIASES = {"--lr": "--learning_rate", "--epochs": "--num_train_epochs", "--batch-size": "--per_device_train_batch_size",
+                "--grad-accum": "--gradient_accumulation_steps", "--loss": "--loss_type",
+                "--precompute-ref": "--precompute_ref_log_probs"}
+# This command's defaults where they differ from TrainingArguments' (the paper's optimizer and lr, one epoch,
+# no checkpoints or trackers: the trained policy is saved to --out).
+DEFAULTS = dict(learning_rate=5e-7, optim="rmsprop", num_train_epochs=1.0, report_to="none", save_strategy="no",
+                logging_steps=1, seed=0)
+
+
+@dataclass
+class TrainScriptArguments:
+    """What to train and where to save it (the options that are not SPPOConfig fields)."""
+
+    model: str = field(metadata={"help": "policy to start from (pi_t): local folder or Hub id"})
+    data: str = field(metadata={"help": "pairs: a .parquet/.jsonl file or a `sppo-hub build-data` output folder"})
+    out: str = field(metadata={"help": "output folder for the trained policy (replaced atomically)"})
+    ref_model: str | None = field(default=None, metadata={"help": "reference policy (default: --model, i.e. pi_t)"})
+    revision: str | None = field(default=None, metadata={"help": "Hub revision of --model"})
+    dtype: str = field(default="auto", metadata={"help": "load the policy in: auto (from the hardware), float32, "
+                                                         "bfloat16, float16"})
+    lora: bool = field(default=False, metadata={"help": "train a LoRA adapter instead of all weights"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
+    lora_alpha: int | None = field(default=None, metadata={"help": "LoRA alpha (default 2 x rank)"})
+    lora_target_modules: str = field(default="q_proj,k_proj,v_proj,o_proj",
+                                     metadata={"help": "comma-separated module names LoRA wraps"})
+    merge: bool = field(default=False, metadata={"help": "with --lora: save the merged full model, not the adapter"})
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "train",
+        "train", add_help=False,
         help="train a policy on preference pairs (SPPO and friends) and save it",
-        description="Load a pairs dataset (TRL conversational format + chosen_probs / chosen_probs_win / "
-        "chosen_probs_lose), train --model against a reference (the starting model itself unless --ref-model), "
-        "and save a full checkpoint (or a LoRA adapter, or a merged LoRA model) to --out.",
+        description="Every SPPOConfig/DPOConfig/TrainingArguments field is a flag; --config FILE.yaml sets them "
+                    "from a YAML mapping. `sppo-hub train --help` lists them all.",
     )
-    parser.add_argument("--model", required=True, help="policy to start from (pi_t): local folder or Hub id")
-    parser.add_argument("--data", required=True, help="pairs: a .parquet/.jsonl file or a build-data output folder")
-    parser.add_argument("--out", required=True, help="output folder for the trained policy (replaced atomically)")
-    parser.add_argument("--loss", choices=LOSSES, default="sppo", help="loss (default: sppo, paper eq. 4.7)")
-    parser.add_argument("--eta", type=float, default=None, help="SPPO eta (default 1000, the paper's beta = 0.001)")
-    parser.add_argument("--beta", type=float, default=None,
-                        help="for sppo losses 1/eta (must agree with --eta); for dpo/ipo DPO's beta (default 0.1)")
-    parser.add_argument("--tau", type=float, default=0.0, help="INPO's KL weight toward pi_ref")
-    parser.add_argument("--ref-model", default=None, help="reference policy (default: --model, i.e. pi_t)")
-    parser.add_argument("--lora", action="store_true", help="train a LoRA adapter instead of all weights")
-    parser.add_argument("--lora-r", type=int, default=8, help="LoRA rank")
-    parser.add_argument("--merge", action="store_true", help="with --lora: save the merged full model, not the adapter")
-    parser.add_argument("--lr", type=float, default=5e-7, help="peak learning rate (paper: 5e-7)")
-    parser.add_argument("--epochs", type=float, default=1.0, help="epochs over the pairs")
-    parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimizer steps (-1: epochs)")
-    parser.add_argument("--batch-size", type=int, default=8, help="micro-batch of pairs per device")
-    parser.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    parser.add_argument("--max-length", type=int, default=1024, help="prompt + response tokens kept")
-    parser.add_argument("--optim", default="rmsprop", help="transformers optimizer name (paper: rmsprop)")
-    parser.add_argument("--precompute-ref", action="store_true", help="compute reference log-probs once, up front")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPU)")
-    parser.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory")
-    parser.add_argument("--seed", type=int, default=0, help="training seed")
-    parser.set_defaults(func=run)
+    parser.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.set_defaults(func=run, passthrough=True)
+
+
+def build_parser():
+    """The TrlParser of this command: TrainScriptArguments + SPPOConfig, with this command's defaults."""
+    from trl import TrlParser
+
+    from ..trainer import SPPOConfig
+
+    parser = TrlParser((TrainScriptArguments, SPPOConfig), prog="sppo-hub train",
+                       description="Train --model on the pairs in --data with SPPO (or sppo_hard, dpo, ipo, inpo) "
+                                   "and save the policy to --out. Flags and --config YAML keys are the fields of "
+                                   "SPPOConfig (a TRL DPOConfig); earlier flag names (--lr, --epochs, --batch-size, "
+                                   "--grad-accum, --loss, --precompute-ref) still work.")
+    parser.set_defaults(**DEFAULTS)
+    return parser
+
+
+def parse(argv: list[str]):
+    """(script arguments, SPPOConfig) from the command line and an optional --config YAML."""
+    argv = [FLAG_ALIASES.get(a.split("=", 1)[0], a.split("=", 1)[0]) + ("=" + a.split("=", 1)[1] if "=" in a else "")
+            if a.startswith("--") else a for a in argv]
+    script, config = build_parser().parse_args_and_config(argv)
+    return script, config
+
+
+def _check(script: TrainScriptArguments, config, argv: list[str]) -> None:
+    from ..cli import UserError
+    from ..preflight import check_model_source
+
+    if script.merge and not script.lora:
+        raise UserError("--merge only applies with --lora (full fine-tuning always saves the full model).")
+    for name, old in (("learning_rate", "--lr"), ("per_device_train_batch_size", "--batch-size"),
+                      ("num_train_epochs", "--epochs")):
+        if getattr(config, name) <= 0:
+            raise UserError(f"--{name} ({old}) must be > 0 (got {getattr(config, name)}).")
+    if script.dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise UserError(f"--dtype {script.dtype!r}: use auto, float32, bfloat16 or float16.")
+    try:
+        check_model_source(script.model, script.revision, key="--model")
+        if script.ref_model:
+            check_model_source(script.ref_model, None, key="--ref-model")
+    except ValueError as err:
+        raise UserError(str(err)) from None
 
 
 def _load_pairs(path: str):
@@ -63,44 +117,39 @@ def _load_pairs(path: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UserError
-
-    if args.merge and not args.lora:
-        raise UserError("--merge only applies with --lora (full fine-tuning always saves the full model).")
-    for flag, value in (("--lr", args.lr), ("--batch-size", args.batch_size), ("--epochs", args.epochs)):
-        if value <= 0:
-            raise UserError(f"{flag} must be > 0 (got {value}).")
-    from ..preflight import check_model_source
-    from .errors import reading
-
-    try:
-        check_model_source(args.model, None, key="--model")
-        if args.ref_model:
-            check_model_source(args.ref_model, None, key="--ref-model")
-    except ValueError as err:
-        raise UserError(str(err)) from None
-    with reading("--data", args.data):
-        pairs = _load_pairs(args.data)
-
-    from ..trainer import SPPOConfig, train_policy
-
-    out = Path(args.out)
-    try:
-        config = _trainer_config(args, SPPOConfig, out)
-    except (ValueError, TypeError) as err:
-        flags = {"--optim": args.optim, "--loss": args.loss, "--eta": args.eta, "--beta": args.beta, "--tau": args.tau}
-        flag = next((f for f, v in flags.items() if v is not None and str(v) in str(err)), "training arguments")
-        raise UserError(f"{flag}: {str(err).split(', please select')[0]}") from None
-    lora = None
-    if args.lora:
-        from peft import LoraConfig
-
-        lora = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, task_type="CAUSAL_LM",
-                          target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
-    metrics = train_policy(args.model, pairs, config, ref_model=args.ref_model, peft_config=lora,
-                           output_dir=out, merge=args.merge)
+    import dataclasses
     import shutil
 
+    from ..cli import UserError
+    from .errors import reading
+
+    argv = list(args.argv)
+    try:
+        script, config = parse(argv)
+    except SystemExit as exit_:  # argparse: --help (0) or a bad flag (2, message printed)
+        return exit_.code if isinstance(exit_.code, int) else 2
+    except (ValueError, TypeError) as err:  # SPPOConfig.__post_init__ / TrainingArguments / an unknown --config key
+        raise UserError(_flag_error(str(err), argv)) from None
+    _check(script, config, argv)
+    with reading("--data", script.data):
+        pairs = _load_pairs(script.data)
+
+    from ..trainer import train_policy
+
+    out = Path(script.out)
+    if config.output_dir in (None, "", "trainer_output"):  # TrainingArguments' own default: keep it beside --out
+        config = dataclasses.replace(config, output_dir=str(out.with_name(out.name + ".trainer")))
+    lora = None
+    if script.lora:
+        from peft import LoraConfig
+
+        from ..config import split_module_names
+
+        lora = LoraConfig(r=script.lora_r, lora_alpha=script.lora_alpha or 2 * script.lora_r, task_type="CAUSAL_LM",
+                          target_modules=split_module_names(script.lora_target_modules))
+    metrics = train_policy(script.model, pairs, config, ref_model=script.ref_model, peft_config=lora, output_dir=out,
+                           merge=script.merge, revision=script.revision, trust_remote_code=config.trust_remote_code,
+                           model_dtype=script.dtype)
     shutil.rmtree(config.output_dir, ignore_errors=True)
     history = metrics["loss_history"]
     if history:
@@ -109,12 +158,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trainer_config(args: argparse.Namespace, SPPOConfig, out: Path):
-    return SPPOConfig(
-        output_dir=str(out.with_name(out.name + ".trainer")), loss_type=args.loss, eta=args.eta, beta=args.beta,
-        tau=args.tau, learning_rate=args.lr, num_train_epochs=args.epochs, max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=args.grad_accum,
-        max_length=args.max_length, optim=args.optim, precompute_ref_log_probs=args.precompute_ref, bf16=args.bf16,
-        gradient_checkpointing=args.gradient_checkpointing, seed=args.seed, report_to="none", save_strategy="no",
-        logging_steps=1,
-    )
+def _flag_error(message: str, argv: list[str]) -> str:
+    """A config error as '--flag: why', the flag found by its name or its value on the command line."""
+    first = message.strip().splitlines()[0].split(", please select")[0] if message.strip() else "invalid arguments"
+    values = {argv[i + 1]: argv[i] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+    for value, flag in values.items():
+        if value and value in first:
+            return f"{flag}: {first}"
+    return first
