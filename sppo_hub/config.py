@@ -98,6 +98,11 @@ class TrainingConfig:
     max_length: int | None = field(default=1024, metadata={"help": "Prompt + response tokens kept."})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 mixed precision (GPU)."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory."})
+    report_to: str | list[str] = field(
+        default="none",
+        metadata={"help": "TrainingArguments.report_to: none (default: works offline), trackio, wandb, tensorboard, "
+                          "all, or a list. The loss curve is in the model card either way."},
+    )
     args: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Any other trainer.SPPOConfig / TrainingArguments field, passed as is."}
     )
@@ -126,6 +131,8 @@ class TrainingConfig:
             raise ValueError(f"training.lora_dropout={self.lora_dropout}: give a probability in [0, 1).")
         if not self.lora_target_modules:
             raise ValueError("training.lora_target_modules is empty; name the modules LoRA wraps, e.g. [q_proj, v_proj].")
+        if not isinstance(self.report_to, (str, list)):
+            raise ValueError(f"training.report_to={self.report_to!r}: give none, trackio, wandb, tensorboard or a list.")
         if not isinstance(self.args, dict):
             raise ValueError(f"training.args={self.args!r}: must be a mapping of SPPOConfig fields, e.g. {{weight_decay: 0.01}}.")
 

@@ -228,3 +228,14 @@ def test_stale_publish_temp_folders_are_removed(tmp_path, monkeypatch):
         (folder / "model.safetensors").write_bytes(b"copy")
     assert clean_stale_staging_dirs() == [stale]
     assert live.exists() and not stale.exists()
+
+
+def test_report_to_reaches_the_training_arguments(tmp_path, tiny_model_dir):
+    """`training.report_to` is TrainingArguments' own field (default none, offline); the train stage passes it."""
+    from sppo_hub.stages.train import trainer_kwargs
+    from sppo_hub.trainer import SPPOConfig
+
+    default = load_recipe(_recipe(tmp_path, str(tiny_model_dir)))
+    assert SPPOConfig(**trainer_kwargs(default, tmp_path / "t")).report_to in ([], "none", ["none"])
+    config = load_recipe(_recipe(tmp_path, str(tiny_model_dir)), ["training.report_to=[tensorboard]"])
+    assert SPPOConfig(**trainer_kwargs(config, tmp_path / "t")).report_to == ["tensorboard"]

@@ -26,7 +26,7 @@ def trainer_kwargs(config: RunConfig, output_dir: Path) -> dict[str, Any]:
         num_train_epochs=tc.num_train_epochs, per_device_train_batch_size=tc.per_device_train_batch_size,
         gradient_accumulation_steps=tc.gradient_accumulation_steps, max_length=tc.max_length, bf16=tc.bf16,
         gradient_checkpointing=tc.gradient_checkpointing, seed=config.seed, data_seed=config.seed,
-        report_to="none", save_strategy="no", logging_steps=1,
+        report_to=tc.report_to, save_strategy="no", logging_steps=1,
     )
     kwargs.update(tc.args)
     return kwargs
