@@ -39,6 +39,14 @@ def _progress(t: int):
     return training_progress(f"train pi_{t}") if is_quiet() else None
 
 
+def _leave_zero3() -> None:
+    """After ZeRO-3 training transformers keeps routing `from_pretrained` through `deepspeed.zero.Init`, a
+    collective of every process; the main process then loads pi_t alone to generate and would wait forever."""
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+
+
 def train(ctx: RunContext, t: int, timer, data: dict) -> dict:
     """Fit pi_t; save a full checkpoint atomically (train_policy writes a temp folder and renames it)."""
     from ..data import load_iteration_datasets
@@ -67,6 +75,7 @@ def train(ctx: RunContext, t: int, timer, data: dict) -> dict:
                                merge=ctx.config.publish.merge_lora, progress=_progress(t),
                                revision=load.get("revision"), trust_remote_code=load["trust_remote_code"],
                                model_dtype=load.get("dtype"))
+    _leave_zero3()
     if ctx.process.is_main:
         shutil.rmtree(out / "trainer", ignore_errors=True)
     global_batch = tc.per_device_train_batch_size * tc.gradient_accumulation_steps * ctx.process.world_size
