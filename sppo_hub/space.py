@@ -164,9 +164,9 @@ class Resources:
                     self.judge_label = label
                     self._judge = load_judge(judge_config)
                 except Exception as err:  # noqa: BLE001
-                    self._judge = (f"Judge {label} could not be loaded ({_reason(err)}). Pass --judge-type and "
-                                   "--judge to choose another judge (in a Space: the SPPO_JUDGE_TYPE and SPPO_JUDGE "
-                                   "variables).")
+                    self._judge = (f"Judge {label} could not be loaded ({_reason(err)}). Pass --judge (the type) "
+                                   "and --judge-model to choose another judge (in a Space: the SPPO_JUDGE_TYPE and "
+                                   "SPPO_JUDGE variables).")
             found = self._judge
         if isinstance(found, str):
             raise RuntimeError(found)

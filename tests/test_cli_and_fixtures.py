@@ -68,3 +68,20 @@ def test_train_config_file_matches_flags_and_flags_win(tmp_path):
     _, default = parse(["--model", "m", "--data", "d", "--out", "o"])
     assert (default.optim, default.learning_rate, default.num_train_epochs) == ("rmsprop", 5e-7, 1.0)
     assert default.report_to in ([], "none", ["none"])
+
+
+def test_judge_flag_means_the_judge_type_everywhere(capsys):
+    """`--judge` is the judge type in `judge` and `space`; the judge's model is `--judge-model`. The earlier
+    `space --judge-type T --judge MODEL` still works, with a warning naming the new flags."""
+    from sppo_hub.cli import build_parser
+    from sppo_hub.commands.space import judge_flags
+
+    parser = build_parser()
+    space = lambda *flags: parser.parse_args(["space", "run", "--model", "m", *flags])  # noqa: E731
+    assert judge_flags(space("--judge", "callable", "--judge-model", "mod:fn")) == ("callable", "mod:fn")
+    assert capsys.readouterr().err == ""
+    assert judge_flags(space("--judge-type", "callable", "--judge", "mod:fn")) == ("callable", "mod:fn")
+    assert "--judge-type is deprecated" in capsys.readouterr().err
+    assert judge_flags(space("--judge", "org/reward-model")) == (None, "org/reward-model")
+    assert "--judge-model" in capsys.readouterr().err
+    assert parser.parse_args(["judge", "--out", "o", "--judge", "llm", "--judge-model", "x"]).judge == "llm"

@@ -317,7 +317,7 @@ def test_space_run_cli_serves_the_app(tiny_model_dir):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "sppo_hub", "space", "run", "--model", str(tiny_model_dir), "--port", str(port),
-           "--judge-type", "callable", "--judge", f"{Path(__file__).resolve()}:prefer_varied", "--max-n", "4",
+           "--judge", "callable", "--judge-model", f"{Path(__file__).resolve()}:prefer_varied", "--max-n", "4",
            "--max-new-tokens", "16"]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"))
@@ -370,8 +370,8 @@ def test_default_judge_is_the_runs_and_errors_are_whole(tiny_model_dir, tmp_path
         res.judge()
     message = str(info.value)
     assert message.startswith("Judge pairrm") and "\n" not in message
-    assert message.endswith("Pass --judge-type and --judge to choose another judge (in a Space: the SPPO_JUDGE_TYPE "
-                            "and SPPO_JUDGE variables).")
+    assert message.endswith("Pass --judge (the type) and --judge-model to choose another judge (in a Space: the "
+                            "SPPO_JUDGE_TYPE and SPPO_JUDGE variables).")
 
 
 def test_space_run_fails_clearly_instead_of_serving(tiny_model_dir, capsys):
@@ -384,7 +384,7 @@ def test_space_run_fails_clearly_instead_of_serving(tiny_model_dir, capsys):
     # the model loads but its judge cannot (PairRM offline): an error and exit 2, no server
     assert main(["space", "run", "--model", str(tiny_model_dir), "--device", "cpu", "--port", "1"]) == 2
     err = capsys.readouterr().err
-    assert "Judge pairrm" in err and "Pass --judge-type and --judge" in err and "Traceback" not in err
+    assert "Judge pairrm" in err and "Pass --judge (the type) and --judge-model" in err and "Traceback" not in err
     assert main(["space", "run", "--model", str(tiny_model_dir), "--time-limit", "0"]) == 2
     assert "--time-limit: must be > 0 seconds" in capsys.readouterr().err
 

@@ -14,12 +14,14 @@ def register(subparsers) -> None:
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
     def judge_args(p):
-        p.add_argument("--judge", default=None,
-                       help="judge model id/path, or 'module:function' with --judge-type callable "
+        # One meaning across commands (as in `sppo-hub judge`): --judge is the judge TYPE, --judge-model its model.
+        p.add_argument("--judge", default=None, metavar="TYPE",
+                       help="judge type: pairrm, reward_model, gpm, llm, callable, correctness (default: `run`: the "
+                            "judge of the run that trained --model, from its manifest, else pairrm; `deploy`: pairrm)")
+        p.add_argument("--judge-model", default=None,
+                       help="the judge's model id/path, or 'module:function' with --judge callable "
                             "(default: the judge type's default, llm-blender/PairRM for pairrm)")
-        p.add_argument("--judge-type", default=None,
-                       help="pairrm, reward_model, gpm, llm, callable, ... (default: `run`: the judge of the run that "
-                            "trained --model, from its manifest, else pairrm; `deploy`: pairrm)")
+        p.add_argument("--judge-type", default=None, help=argparse.SUPPRESS)  # deprecated alias of --judge
         p.add_argument("--compare", action="append", default=[], metavar="MODEL",
                        help="another model (e.g. an earlier iteration) for the compare tab (repeat)")
 
@@ -56,6 +58,30 @@ def register(subparsers) -> None:
     run.set_defaults(func=_run)
 
 
+def judge_flags(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(judge type, judge model) from --judge/--judge-model, accepting the earlier meaning with a warning:
+    `--judge-type T` (now --judge T) and `--judge MODEL` (now --judge-model MODEL)."""
+    from ..cli import UserError
+    from ..judges.base import JUDGE_TYPES
+
+    kind, model = args.judge, args.judge_model
+    if args.judge_type is not None:
+        print("warning: --judge-type is deprecated: the judge type is now --judge (as in `sppo-hub judge`); "
+              "the judge's model is --judge-model", file=sys.stderr)
+        if kind is not None and kind not in JUDGE_TYPES and model is None:
+            model = kind  # the earlier `--judge-type T --judge MODEL`
+        elif kind is not None and kind != args.judge_type:
+            raise UserError(f"--judge {kind} and --judge-type {args.judge_type} disagree; give the type once, as --judge")
+        kind = args.judge_type
+    elif kind is not None and kind not in JUDGE_TYPES:
+        if model is not None:
+            raise UserError(f"--judge {kind!r} is not a judge type; use one of {', '.join(JUDGE_TYPES)}")
+        print(f"warning: --judge now names the judge type ({', '.join(JUDGE_TYPES)}); read {kind!r} as "
+              f"--judge-model {kind} (the earlier meaning). Pass it as --judge-model.", file=sys.stderr)
+        kind, model = None, kind
+    return kind, model
+
+
 def _deploy(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
@@ -67,7 +93,8 @@ def _deploy(args: argparse.Namespace) -> int:
 
     try:
         with use_endpoint(args.endpoint) if args.endpoint else nullcontext():
-            plan = plan_deploy(args.model, space=args.space, judge=args.judge, judge_type=args.judge_type,
+            judge_type, judge_model = judge_flags(args)
+            plan = plan_deploy(args.model, space=args.space, judge=judge_model, judge_type=judge_type,
                                compare_models=args.compare, revision=args.revision, hardware=args.hardware,
                                private=args.private, secrets=args.secret)
             if args.dry_run:
@@ -94,9 +121,10 @@ def _run(args: argparse.Namespace) -> int:
     for flag, name in [("--model", args.model), *(("--compare", m) for m in args.compare)]:
         if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
             raise UserError(f"{flag}: {name} does not exist; pass a local model folder or a Hub repo id")
+    judge_type, judge_model = judge_flags(args)
     try:
         config = SpaceConfig(model=args.model, revision=args.revision, compare_models=args.compare,
-                             judge_type=args.judge_type, judge=args.judge, device=args.device, max_n=args.max_n,
+                             judge_type=judge_type, judge=judge_model, device=args.device, max_n=args.max_n,
                              max_new_tokens=args.max_new_tokens, concurrency_limit=args.concurrency,
                              time_limit_s=args.time_limit)
         launch(config, host=args.host, port=args.port, strict=True)  # a model or judge that fails to load: no app
