@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import yaml
 
 from sppo_hub.config import load_recipe
 
@@ -56,7 +57,6 @@ def test_run_with_every_option(tmp_path, tiny_model_dir):
     from datasets import load_from_disk
 
     from sppo_hub import equilibrium
-    from sppo_hub.config import _build, RunConfig
     from sppo_hub.data import load_iteration_datasets
     from sppo_hub.generation import SamplingConfig
     from sppo_hub.mixture import MixtureGenerator, load_mixture
@@ -66,7 +66,8 @@ def test_run_with_every_option(tmp_path, tiny_model_dir):
 
     recipe = _recipe(tmp_path, tiny_model_dir, exploration={"candidates": E, "source": "iterates"},
                      reference_mix=0.1, all_responses=True, average="linear")
-    config = _build(RunConfig, recipe).validate()
+    (tmp_path / "eq.yaml").write_text(yaml.safe_dump(recipe))
+    config = load_recipe(tmp_path / "eq.yaml")
     manifest = run_from_config(config)
     run_dir = Path(config.run_dir)
     per_iter = len(PROMPTS) // 2
