@@ -144,8 +144,9 @@ def short_name(model: str) -> str:
     if "/snapshots/" in text:  # a Hub cache snapshot: .../models--org--name/snapshots/<sha>
         repo = text.split("/snapshots/")[0].rsplit("/", 1)[-1]
         return repo.removeprefix("models--").replace("--", "/")
-    if text.startswith(("/", ".", "~")) or text.count("/") > 1:
-        return os.path.basename(text)
+    if text.startswith(("/", ".", "~")) or text.count("/") > 1:  # a local folder: its name (iter1/model: both)
+        parent, name = os.path.split(text)
+        return f"{os.path.basename(parent)}/{name}" if name == "model" and parent else name
     return text
 
 

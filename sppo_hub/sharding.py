@@ -187,8 +187,9 @@ def run_sharded(
         tqdm.write(f"{desc}: resuming shard {shard}, {len(chunks) - len(todo)} of {len(chunks)} chunks already done",
                    file=sys.stderr)
     rows: list[dict] = []
+    # A bar of one chunk says nothing the processor's own bar (prompts, pairs) does not: two nested bars would.
     with tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc=f"{desc} (shard {shard})", unit="chunk",
-              leave=False, disable=not show_progress) as bar:
+              leave=False, disable=not show_progress or len(todo) <= 1) as bar:
         for chunk in chunks:
             if done.get(chunk.start) is not None:
                 rows.extend(store.read(done[chunk.start]))

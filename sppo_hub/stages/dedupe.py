@@ -14,7 +14,7 @@ import hashlib
 import os
 from pathlib import Path
 
-MIN_BYTES = 1 << 20  # cards, configs and tokenizers are small: only weights are worth linking
+MIN_BYTES = 64 << 10  # cards and configs are small: weights (and other LFS files) are worth linking
 
 
 def lfs_object(hub_dir: str | os.PathLike, oid: str) -> Path:
