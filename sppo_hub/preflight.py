@@ -274,6 +274,14 @@ def check_judge(config: RunConfig) -> None:
         check_callable_spec(jc.callable, "judge.callable")
     if jc.model and jc.model not in SMOLLM2_ALIASES and _looks_local(str(jc.model)) and not Path(jc.model).expanduser().exists():
         raise ValueError(f"judge.model={jc.model}: no such folder; give a saved model folder or a Hub repo id.")
+    # A judge model that cannot be loaded would fail only after generation: look it up now (the Hub or its cache).
+    model = jc.model or ("llm-blender/PairRM" if jc.type == "pairrm" else None)
+    if jc.type in ("pairrm", "reward_model", "gpm", "llm") and model and not jc.base_url and model not in SMOLLM2_ALIASES \
+            and not _looks_local(str(model)):
+        try:
+            check_model_source(str(model), jc.revision, key="judge")
+        except ValueError as err:
+            raise ValueError(str(err).replace("judge.name_or_path", "judge.model")) from None
 
 
 def check_backend(config: RunConfig) -> None:
@@ -306,10 +314,10 @@ def run_stages(config: RunConfig) -> list[str]:
     if config.publish.enabled:
         stages.append("publish_data")
     stages.append("train")
+    if config.evaluation.compare_prompts:  # before publishing: pi_t's card reports its own held-out results
+        stages.append("compare")
     if config.publish.enabled:
         stages.append("publish_model")
-    if config.evaluation.compare_prompts:
-        stages.append("compare")
     if config.evaluation.hooks:
         stages.append("evaluate")
     return stages

@@ -61,6 +61,7 @@ def test_plan_lists_the_repos_to_publish(tmp_path, tiny_model_dir):
         (["model.revision=v1"], "model.revision"),  # a local folder has no revisions
         (["judge.callable=missing_judge.py:f"], "judge.callable"),
         (["iterations=7"], "iterations"),
+        (["judge.type=reward_model", "judge.model=someone/no-such-reward-model"], "judge.model"),
     ],
 )
 def test_preflight_rejects(tmp_path, tiny_model_dir, overrides, field):
