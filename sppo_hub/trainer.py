@@ -26,6 +26,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from . import losses
+from .precision import SAVE_DTYPES, bf16_supported, load_causal_lm, training_dtypes  # noqa: F401 (re-exported)
 from .distributed import fsdp_loads_weights_on_rank0_only, full_weights_on_every_rank
 
 __all__ = [
@@ -44,28 +45,6 @@ REQUIRED_COLUMNS = {
     "ipo": (),
     "inpo": INIT_LOGP_COLUMNS,
 }
-
-
-SAVE_DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def bf16_supported(use_cpu: bool = False) -> bool:
-    """True on a CUDA GPU with bfloat16 (Ampere or newer); False on CPU, where bf16 training is slow and lossy."""
-    return not use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
-def training_dtypes(args: "SPPOConfig", stored_dtype: torch.dtype | None) -> tuple[torch.dtype, torch.dtype | None]:
-    """(dtype to load the weights in, dtype to save them in) for a base checkpoint stored in `stored_dtype`.
-
-    Weights load in bf16 only under bf16 autocast with a base stored in 16 bits (half the memory, TRL's usual
-    setup); otherwise in fp32, so CPU and fp16-AMP training keep fp32 master weights. The saved dtype is the
-    base's unless `args.save_dtype` names another (None: leave the trained weights' dtype).
-    """
-    half = (torch.bfloat16, torch.float16)
-    load = torch.bfloat16 if args.bf16 and stored_dtype in half else torch.float32
-    if args.save_dtype != "auto":
-        return load, getattr(torch, args.save_dtype)
-    return load, stored_dtype if isinstance(stored_dtype, torch.dtype) else None
 
 
 @dataclass
@@ -311,20 +290,6 @@ def save_policy(trainer: DPOTrainer, out_dir: str | Path, merge: bool = False, d
         tmp.rename(out_dir)
     trainer.accelerator.wait_for_everyone()
     return out_dir
-
-
-def load_causal_lm(path: str | Path, dtype: torch.dtype, **hub):
-    """`AutoModelForCausalLM.from_pretrained`, with a clear error for an unreadable (corrupt, truncated) checkpoint.
-
-    `hub`: revision / trust_remote_code, passed through."""
-    from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM
-
-    try:
-        return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **hub)
-    except SafetensorError as err:
-        raise ValueError(f"model {path}: its weights cannot be read ({err}); the checkpoint is corrupt or "
-                         "incomplete: re-download or re-save it.") from None
 
 
 def add_initial_logps(model, dataset, args: SPPOConfig, processing_class=None):
