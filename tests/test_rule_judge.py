@@ -103,3 +103,12 @@ def test_bad_configuration_names_the_field(tmp_path):
         CorrectnessJudge(correct_prob=0.4)
     with pytest.raises(ValueError, match="judge.type"):
         JudgeConfig(type="corectness")
+
+
+def test_space_reranking_picks_the_correct_answer():
+    """What the Space does with this judge: best-of-n picks a correct candidate when there is one."""
+    from sppo_hub.space import rank_candidates
+
+    candidates = ["To add these numbers we first", "The answer is 41.", "17 + 25 = 42", "42 is the answer, or 43."]
+    rates = rank_candidates(CorrectnessJudge(), "What is 17 + 25? Answer with the number.", candidates)
+    assert int(np.argmax(rates)) == 2
