@@ -47,6 +47,7 @@ def files(tmp_path_factory, tiny_model_dir) -> dict[str, str]:
     write("no_table.jsonl", json.dumps({"prompt": "p", "responses": ["a", "b"]}) + "\n")
     write("bad.json", "{not json")
     write("list.yaml", "- a\n- list\n")
+    write("train_typo.yaml", "learning_rat: 1.0e-5\n")
     write("judge_fn.py", "def prefer_first(prompt, a, b):\n    return 0.75\n")
     recipe = {"run_name": "bad", "model": str(tiny_model_dir), "prompts": {"path": str(root / "prompts.jsonl")},
               "iterations": 2, "judge": {"type": "callable", "callable": f"{root / 'judge_fn.py'}:prefer_first"},
@@ -73,6 +74,7 @@ CASES = [
     ("gen-vllm-missing", [*GEN, "--backend", "vllm"], 1, "sppo-hub[vllm]", ["{root}/gen-out"], NO_VLLM),
     ("gen-k-zero", [*GEN[:-4], "-k", "0"], 2, "--num-samples", ["{root}/gen-out"]),
     ("gen-negative-temperature", [*GEN, "--temperature", "-1"], 2, "temperature", ["{root}/gen-out"]),
+    ("gen-limit-zero", [*GEN, "--limit", "0"], 2, "--limit", ["{root}/gen-out"]),
     ("gen-no-model", ["generate", "--prompts", "{prompts_jsonl}", "--out", "{root}/gen-out"], 2, "--model",
      ["{root}/gen-out"]),
     ("gen-bad-shard", [*GEN, "--shard", "3/2"], 2, "shard", ["{root}/gen-out"]),
@@ -108,6 +110,10 @@ CASES = [
     ("train-unknown-optim", [*TRAIN, "--optim", "adamw_fast"], 2, "--optim", ["{root}/train-out"]),
     ("train-missing-model", ["train", "--model", "{root}/no-model", *TRAIN[3:]], 2, "--model", ["{root}/train-out"]),
     ("train-merge-without-lora", [*TRAIN, "--merge"], 2, "--merge", ["{root}/train-out"]),
+    ("train-unknown-flag", [*TRAIN, "--no_such_field", "1"], 2, "--no_such_field", ["{root}/train-out"]),
+    ("train-unknown-config-key", [*TRAIN, "--config", "{train_typo_yaml}"], 2, "did you mean --learning_rate",
+     ["{root}/train-out"]),
+    ("train-missing-config", [*TRAIN, "--config", "{root}/nope.yaml"], 2, "--config", ["{root}/train-out"]),
     # hub
     ("hub-serve-file-as-data-dir", ["hub", "serve", "--data-dir", "{prompts_jsonl}"], 2, "data", []),
     ("hub-serve-port-70000", ["hub", "serve", "--data-dir", "{root}/hub-data", "--port", "70000"], 2, "--port",

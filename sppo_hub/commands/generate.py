@@ -94,6 +94,8 @@ def _check_inputs(args: argparse.Namespace) -> None:
 
     from pathlib import Path
 
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit {args.limit}: give the number of prompts to use, >= 1 (or leave it out for all)")
     if Path(args.prompts).suffix in (".jsonl", ".json", ".parquet", ".csv", ".txt") and not Path(args.prompts).is_file():
         raise UserError(f"--prompts: {args.prompts} does not exist")
     try:

@@ -72,7 +72,26 @@ def parse(argv: list[str]):
     """(script arguments, SPPOConfig) from the command line and an optional --config YAML."""
     argv = [FLAG_ALIASES.get(a.split("=", 1)[0], a.split("=", 1)[0]) + ("=" + a.split("=", 1)[1] if "=" in a else "")
             if a.startswith("--") else a for a in argv]
-    script, config = build_parser().parse_args_and_config(argv)
+    if "--config" in argv:
+        index = argv.index("--config")
+        path = argv[index + 1] if index + 1 < len(argv) else ""
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--config {path or '(missing)'}: no such YAML file")
+    parser = build_parser()
+    try:
+        script, config = parser.parse_args_and_config(argv)
+    except ValueError as err:
+        if "not used by the HfArgumentParser" not in str(err) and "Unknown arguments from config" not in str(err):
+            raise
+        import difflib
+        import re
+
+        flags = [o for action in parser._actions for o in action.option_strings]
+        unknown = [u for u in re.findall(r"'([^']+)'", str(err)) if u.startswith("--") or "--" not in str(err)]
+        close = difflib.get_close_matches(unknown[0].split("=")[0], flags, n=1) if unknown else []
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ValueError(f"unknown flag or --config key {', '.join(unknown) or str(err)}{hint} "
+                         "(`sppo-hub train --help` lists every SPPOConfig field)") from None
     return script, config
 
 
@@ -128,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
         script, config = parse(argv)
     except SystemExit as exit_:  # argparse: --help (0) or a bad flag (2, message printed)
         return exit_.code if isinstance(exit_.code, int) else 2
+    except FileNotFoundError as err:
+        raise UserError(str(err)) from None
     except (ValueError, TypeError) as err:  # SPPOConfig.__post_init__ / TrainingArguments / an unknown --config key
         raise UserError(_flag_error(str(err), argv)) from None
     _check(script, config, argv)
@@ -161,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
 def _flag_error(message: str, argv: list[str]) -> str:
     """A config error as '--flag: why', the flag found by its name or its value on the command line."""
     first = message.strip().splitlines()[0].split(", please select")[0] if message.strip() else "invalid arguments"
+    if first.startswith("unknown flag"):
+        return first
     values = {argv[i + 1]: argv[i] for i in range(len(argv) - 1) if argv[i].startswith("--")}
     for value, flag in values.items():
         if value and value in first:
