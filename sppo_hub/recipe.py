@@ -3,6 +3,12 @@
 Sections fill the stages' dataclass configs recursively; every scalar is checked against its field's
 type (`iterations: 1.5` and `trust_remote_code: maybe` fail naming the key); an unknown key is an error
 naming the closest valid one, or the key a common alias means (`training.lr` -> `training.learning_rate`).
+
+Why not `HfArgumentParser`/`TrlParser` here (`sppo-hub train` uses it): a run recipe is nested, one section
+per stage dataclass, and the sections share field names (`batch_size` in sampling, judge and training;
+`dtype`, `model`, `seed`, `revision`), which a flat parser cannot tell apart; the training section's
+TrainingArguments fields are passed through `training.args` and checked by building the real
+`SPPOConfig` (`sppo_hub.preflight`).
 """
 
 from __future__ import annotations
