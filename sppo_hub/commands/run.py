@@ -77,10 +77,13 @@ def _run(args: argparse.Namespace) -> int:
 
     recipe, overrides = recipe_and_overrides(args)
     config = load_recipe(recipe, overrides)
-    from ..distributed import process_info
+    from ..distributed import ensure_process_group, process_info
 
-    # torchrun / accelerate launch: the main process checks alone (the run folder is its to create)
-    main = process_info().is_main
+    # torchrun / accelerate launch: join the process group first (the checks may build TrainingArguments, which
+    # would start one of their own on the main process alone), then the main process checks alone.
+    process = process_info()
+    ensure_process_group(process)
+    main = process.is_main
     plan = preflight(config, resume=args.resume) if main else None
     if args.check:
         if main:
