@@ -199,7 +199,8 @@ class RunConfig:
     generation_kwargs: dict[str, Any] = field(
         default_factory=dict,
         metadata={"help": "Extra options of the generation backend, e.g. vLLM's tensor_parallel_size, "
-                          "gpu_memory_utilization, max_model_len; transformers' device."},
+                          "enforce_eager, max_model_len, gpu_memory_utilization (GPU) or kv_cache_memory_bytes "
+                          "(CPU). Device and dtype are sampling.device / sampling.dtype."},
     )
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
