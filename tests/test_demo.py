@@ -142,6 +142,9 @@ def test_demo_recipe_at_smoke_size(tmp_path, tiny_model_dir):
     from sppo_hub.judges import JudgeConfig, load_judge
 
     judge = load_judge(JudgeConfig(**manifest["config"]["judge"]))
+    from sppo_hub.space_provenance import run_judge
+
+    assert run_judge(str(run_dir / "iter2" / "model"))["type"] == "correctness"  # the Space's default judge
     table = judge.pairwise_tables(["What is 17 + 25? Answer with the number."], [["17 + 25 = 42", "52"]])[0]
     assert table[0, 1] == 1.0 and table[1, 0] == 0.0
 
