@@ -267,7 +267,8 @@ def save_policy(trainer: DPOTrainer, out_dir: str | Path, merge: bool = False, d
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     if trainer.accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # a killed run's leftover
+    trainer.accelerator.wait_for_everyone()  # sharded saves write from every process: not before the cleanup
     model = trainer.accelerator.unwrap_model(trainer.model)
     if merge and is_peft_model(model):
         if trainer.accelerator.is_main_process:
