@@ -156,6 +156,7 @@ class VLLMGenerator(Generator):
                              f"set device to {platform!r} or leave it unset (or use the transformers backend)")
         self.model_id = self.name = str(model)
         source = resolve_model_source(model)
+        llm_kwargs.setdefault("use_tqdm_on_load", bool(show_progress))  # the weight-loading bar follows show_progress
         kwargs = vllm_llm_kwargs(source, sampling, tensor_parallel_size, dtype, revision,
                                  trust_remote_code=trust_remote_code, platform=platform, **llm_kwargs)
         if platform == "cpu":
