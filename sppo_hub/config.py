@@ -96,7 +96,11 @@ class TrainingConfig:
     per_device_train_batch_size: int = field(default=8, metadata={"help": "Micro-batch per device."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
     max_length: int | None = field(default=1024, metadata={"help": "Prompt + response tokens kept."})
-    bf16: bool = field(default=False, metadata={"help": "bfloat16 mixed precision (GPU)."})
+    bf16: bool | None = field(
+        default=None,
+        metadata={"help": "bfloat16 mixed precision; default (null): on where the hardware has it (a CUDA GPU with "
+                          "bf16), off on CPU. true/false force it."},
+    )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory."})
     report_to: str | list[str] = field(
         default="none",
@@ -116,6 +120,8 @@ class TrainingConfig:
                          ("gradient_accumulation_steps", int), ("learning_rate", float), ("num_train_epochs", float),
                          ("eta", float), ("warmup_ratio", float), ("lora_dropout", float),
                          ("use_lora", bool), ("bf16", bool), ("gradient_checkpointing", bool)):
+            if name == "bf16" and self.bf16 is None:
+                continue  # None: SPPOConfig picks from the hardware
             _check_type(f"training.{name}", getattr(self, name), tp)
         positive = {"learning_rate": "the paper uses 5e-7", "num_train_epochs": "1 epoch per iteration is the paper's",
                     "per_device_train_batch_size": "e.g. 8", "gradient_accumulation_steps": "1 means none",

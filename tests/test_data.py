@@ -185,14 +185,14 @@ def test_build_data_cli(tmp_path, capsys):
     judged.save_to_disk(str(tmp_path / "judged"))
     out = tmp_path / "data"
     rc = main(["build-data", "--judged", str(tmp_path / "judged"), "--out", str(out), "--rule", "mean_score",
-               "--exclude-diagonal", "--triplets"])
+               "--exclude-diagonal", "--triplets", "--no-drop-ties"])
     assert rc == 0
     assert "2 prompts -> 2 pairs, 5 triplets" in capsys.readouterr().out
     loaded = data.load_iteration_datasets(out)
     info = data.load_data_info(out)
     assert info["rule"] == "mean_score" and info["include_diagonal"] is False and info["judge"] == "callable:test"
     expected = data.build_iteration_datasets(judged, rule="mean_score", include_diagonal=False, triplets=True,
-                                             drop_ties=False)  # the CLI's --drop-ties is opt-in
+                                             drop_ties=False)  # --no-drop-ties keeps the all-tie prompt
     for name in ("table", "pairs", "triplets"):
         assert loaded[name].to_list() == expected[name].to_list()
 
@@ -208,7 +208,7 @@ def test_build_data_cli(tmp_path, capsys):
     tk = judged.rename_column("output_kind", "table_kind")
     tk.to_parquet(str(judge_out / "judged.parquet"))
     tk.select([0]).to_parquet(str(judge_out / "shards" / "chunk-0.parquet"))
-    assert main(["build-data", "--judged", str(judge_out), "--out", str(out)]) == 0
+    assert main(["build-data", "--judged", str(judge_out), "--out", str(out), "--no-drop-ties"]) == 0
     assert len(data.load_iteration_datasets(out)["table"]) == 2
 
     # missing prompt column -> exit 2, message names it; the previous output stays intact

@@ -26,7 +26,9 @@ def register(subparsers) -> None:
     parser.add_argument("--exclude-diagonal", action="store_true",
                         help="win rate = mean over the K-1 other responses (default: K, self-comparison 0.5 included, as in the paper)")
     parser.add_argument("--triplets", action="store_true", help="also write every response with its win rate")
-    parser.add_argument("--drop-ties", action="store_true", help="skip prompts whose responses all tie")
+    parser.add_argument("--drop-ties", action=argparse.BooleanOptionalAction, default=True,
+                        help="skip prompts whose responses all tie (default, as build_iteration_datasets); "
+                             "--no-drop-ties keeps them")
     parser.set_defaults(func=run)
 
 
