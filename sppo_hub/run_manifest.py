@@ -167,15 +167,19 @@ def print_summary(manifest: RunManifest, iterations: int, console, endpoint: str
     from rich.table import Table
 
     base_url = (endpoint or "https://huggingface.co").rstrip("/")
-    table = Table(title=f"SPPO run {manifest.data['run_name']}: {iterations} iteration(s)")
+    from rich import box
+
+    # light borders: ten columns still fit an 80-column terminal
+    table = Table(title=f"SPPO run {manifest.data['run_name']}: {iterations} iteration(s)", box=box.SIMPLE_HEAD,
+                  padding=(0, 1), collapse_padding=True)
     base_acc = (manifest.stage(0, "baseline") or {}).get("artifacts", {}).get("accuracy")
     accuracy = base_acc is not None  # a verifiable judge scored the held-out responses
-    for col in ("iter", "win vs prev", "win vs base") + (("held-out acc",) if accuracy else ()) + (
+    for col in ("iter", "win vs prev", "win vs base") + (("acc",) if accuracy else ()) + (
             "chosen win", "gen s", "judge s", "train s", "publish s", "total s"):
         table.add_column(col, justify="right")
     if accuracy:
         base_secs = (manifest.stage(0, "baseline") or {}).get("seconds", 0.0)
-        table.add_row("0 (pi_0)", "-", "-", f"{base_acc:.3f}", "-", f"{base_secs:.1f}", "-", "-", "-",
+        table.add_row("0", "-", "-", f"{base_acc:.3f}", "-", f"{base_secs:.1f}", "-", "-", "-",
                       f"{base_secs:.1f}")
     links = []
     for t in range(1, iterations + 1):
@@ -201,7 +205,7 @@ def print_summary(manifest: RunManifest, iterations: int, console, endpoint: str
             links.append(f"iteration {t} data:  {base_url}/datasets/{data['repo_id']} (commit {data['commit'][:10]})")
     console.print(table)
     console.print("win vs prev / base: mean judge P(pi_t beats pi_{t-1} / pi_0) on held-out prompts; "
-                  + ("held-out acc: share of held-out answers the judge's checker marks correct; " if accuracy else "")
+                  + ("acc: share of held-out answers the judge's checker marks correct (row 0: pi_0); " if accuracy else "")
                   + "chosen win: mean win rate of the chosen responses")
     for line in links:
         console.print(line, soft_wrap=True)

@@ -131,7 +131,7 @@ def test_demo_recipe_at_smoke_size(tmp_path, tiny_model_dir):
     # a console a person can read: no library bars, no raw Trainer dicts, no warnings, no cursor-up codes
     assert "\x1b[A" not in console and "{'loss'" not in console, console[-3000:]
     assert not re.search(r"Warning|Loading weights|Map:|Fetching \d+ files|it/s\]", console), console[-3000:]
-    assert "held-out acc" in console and "0 (pi_0)" in console
+    assert "acc: share of held-out answers" in console and "pi_0 held-out accuracy" in console
     assert "rule-based correctness judge" in console
     assert f"sppo-hub hub serve --data-dir {hub_dir} --port {port}" in console
 
