@@ -123,7 +123,8 @@ def test_demo_recipe_at_smoke_size(tmp_path, tiny_model_dir):
     overrides = [f"model={tiny_model_dir}", f"prompts.path={prompts}", "prompts.limit=22", "evaluation.compare_prompts=6", "iterations=2",
                  "sampling.num_samples=2", "sampling.max_new_tokens=4", "sampling.batch_size=8",
                  "training.max_length=64", f"output_dir={run_dir}"]
-    cmd = [sys.executable, "-m", "sppo_hub", "run", str(RECIPE), *overrides, "--local-hub", "--hub-port", str(port)]
+    cmd = [sys.executable, "-m", "sppo_hub", "run", str(RECIPE), *overrides,
+           "--local-hub", "--hub-port", str(port)]
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     console = out.stdout + out.stderr
     assert out.returncode == 0, console[-3000:]
