@@ -121,7 +121,8 @@ def test_demo_recipe_at_smoke_size(tmp_path, tiny_model_dir):
     env.pop("HF_TOKEN", None)
     prompts = REPO_ROOT / "recipes" / "data" / "arithmetic_prompts.jsonl"  # the recipe's path is relative to the repo
     overrides = [f"model={tiny_model_dir}", f"prompts.path={prompts}", "prompts.limit=22",
-                 "evaluation.compare_prompts=6", "iterations=2", "sampling.num_samples=2", "sampling.max_new_tokens=4", "sampling.batch_size=8",
+                 "evaluation.compare_prompts=6", "iterations=2", "sampling.num_samples=2",
+                 "sampling.max_new_tokens=4", "sampling.batch_size=8",
                  "training.max_length=64", f"output_dir={run_dir}"]
     cmd = [sys.executable, "-m", "sppo_hub", "run", str(RECIPE), *overrides,
            "--local-hub", "--hub-port", str(port)]
