@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import types
 import warnings
 
 import numpy as np
@@ -21,45 +19,15 @@ RESPONSES = [
 
 
 def _llm_blender(tiny_pairrm_dir, judge):
-    """llm-blender's CrossCompareReranker + CrossCompareCollator on the same weights and tokenizer.
+    """llm-blender's CrossCompareReranker + CrossCompareCollator on the same weights and tokenizer
+    (transformers-5 shims in sppo_hub.testing.blender_shims)."""
+    from sppo_hub.testing.blender_shims import load_blender_ranker
 
-    Shims (transformers 5): `TRANSFORMERS_CACHE` must exist before import, and the collator calls the
-    removed `batch_encode_plus`, which is the tokenizer's own `__call__` on a batch. llm-blender is
-    installed --no-deps: its configs' `dataclasses_json` decorator (JSON helpers only) is replaced by
-    the identity when that package is absent.
-    """
-    import importlib.util
-    import sys
-
-    if importlib.util.find_spec("dataclasses_json") is None and "dataclasses_json" not in sys.modules:
-        shim = types.ModuleType("dataclasses_json")
-        shim.dataclass_json = lambda cls: cls
-        sys.modules["dataclasses_json"] = shim
-    import huggingface_hub.constants
-    import transformers.utils.hub
-
-    if not hasattr(transformers.utils.hub, "TRANSFORMERS_CACHE"):
-        transformers.utils.hub.TRANSFORMERS_CACHE = huggingface_hub.constants.HF_HUB_CACHE
     try:
-        from llm_blender.pair_ranker.collator import CrossCompareCollator
-        from llm_blender.pair_ranker.ranker import CrossCompareReranker
-    except Exception as exc:  # pragma: no cover - depends on the installed llm-blender
+        ranker, collator, _, _ = load_blender_ranker(tiny_pairrm_dir)
+    except ImportError as exc:  # pragma: no cover - depends on the installed llm-blender
         pytest.skip(f"llm-blender does not import here ({exc!r}); parity cannot be checked")
-    from transformers import AutoTokenizer, DebertaV2Config, DebertaV2Model
-
-    cfg = json.loads((tiny_pairrm_dir / "config.json").read_text())
-    tokenizer = AutoTokenizer.from_pretrained(tiny_pairrm_dir)
-    tokenizer.batch_encode_plus = lambda texts, **kw: tokenizer(texts, **kw)
-    collator = CrossCompareCollator(cfg["source_maxlength"], tokenizer, cfg["candidate_maxlength"])
-    backbone_config = DebertaV2Config.from_pretrained(tiny_pairrm_dir / "backbone")
-    backbone_config.out_hidden_state_size = backbone_config.hidden_size
-    args = types.SimpleNamespace(**{k: cfg[k] for k in (
-        "n_tasks", "num_pos", "num_neg", "sub_sampling_mode", "sub_sampling_ratio", "loss_type", "drop_out",
-        "inference_mode")})
-    ranker = CrossCompareReranker(DebertaV2Model(backbone_config), args, tokenizer)
-    state = torch.load(tiny_pairrm_dir / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    ranker.load_state_dict(state)  # strict: the published key layout is shared
-    return ranker.eval(), collator
+    return ranker, collator
 
 
 def _blender_logit(ranker, collator, prompt, a, b):
@@ -152,3 +120,38 @@ def test_tables_shape_diagonal_orders_and_batching(tiny_pairrm_dir, judge):
         np.testing.assert_allclose(single.pairwise_tables([PROMPTS[p]], [RESPONSES[p]])[0], tables[p], atol=1e-5)
     with pytest.raises(ValueError, match="responses"):
         judge.pairwise_tables(PROMPTS, RESPONSES[:1])
+
+
+def test_blender_rank_scores_equal_ours(tiny_pairrm_dir, judge):
+    """llm-blender's own Blender.rank(return_scores=True, batch_size=1), as uclaml/SPPO's rank.py calls it."""
+    from sppo_hub.testing.blender_shims import load_blender, record_blender_logits
+
+    blender = load_blender(tiny_pairrm_dir)
+    seen = record_blender_logits(blender)
+    prompts, responses = PROMPTS, [RESPONSES[0], RESPONSES[0][::-1]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scores = blender.rank(prompts, responses, return_scores=True, batch_size=1)
+        tables = np.stack(judge.pairwise_tables(prompts, responses))
+    np.testing.assert_allclose(np.concatenate(seen), tables, atol=1e-5)  # every logit of both orders
+    np.testing.assert_allclose(scores, (tables - tables.transpose(0, 2, 1)).mean(-1), atol=1e-5)
+
+
+def test_int8_quantization_option(tiny_pairrm_dir, judge):
+    fast = PairRMJudge.from_pretrained(str(tiny_pairrm_dir), device="cpu", batch_size=4, show_progress=False,
+                                       quantize="int8")
+    assert type(fast.model.pretrained_model.encoder.layer[0].attention.self.query_proj).__name__ == "Linear"
+    assert "quantized" in type(fast.model.pretrained_model.encoder.layer[0].attention.self.query_proj).__module__
+    assert type(fast.model.head_layer[1]) is torch.nn.Linear  # the head stays fp32
+    ref, got = judge.pairwise_tables(PROMPTS, RESPONSES), fast.pairwise_tables(PROMPTS, RESPONSES)
+    for a, b in zip(ref, got):
+        assert a.shape == b.shape
+        assert np.abs(a - b).max() < 0.1 * np.abs(a).max()  # close to fp32, not equal (int8 weights)
+        assert not np.array_equal(a, b)
+    # the recipe path: judge.extra passes it through JudgeConfig
+    other = load_judge(JudgeConfig(type="pairrm", model=str(tiny_pairrm_dir), device="cpu", extra={"quantize": "int8"}))
+    assert other.quantize == "int8"
+    with pytest.raises(ValueError, match="quantize"):
+        PairRMJudge.from_pretrained(str(tiny_pairrm_dir), device="cpu", quantize="int4")
+    with pytest.raises(ValueError, match="quantize: int8 runs on CPU in float32"):
+        PairRMJudge.from_pretrained(str(tiny_pairrm_dir), device="cpu", dtype="bfloat16", quantize="int8")

@@ -55,8 +55,14 @@ def build_tiny_pairrm(
     num_heads: int = 2,
     source_maxlength: int = 128,
     candidate_maxlength: int = 64,
+    weight_std: float | None = None,
 ) -> Path:
-    """Build and save a random PairRM-architecture ranker (seconds); returns `out_dir`."""
+    """Build and save a random PairRM-architecture ranker (seconds); returns `out_dir`.
+
+    Weight matrices are drawn N(0, weight_std); the default 0.2 * sqrt(32 / hidden_size) keeps each
+    layer's gain near one at any width (0.2 at hidden 32, 0.035 at DeBERTa-v3-large's 1024), so larger
+    random rankers are as well-conditioned as trained ones rather than chaotic.
+    """
     import json
 
     import torch
@@ -76,10 +82,11 @@ def build_tiny_pairrm(
     )
     torch.manual_seed(seed)
     model = PairRMModel(config, n_tasks=1, drop_out=0.05)
+    std = weight_std if weight_std is not None else 0.2 * (32 / hidden_size) ** 0.5
     with torch.no_grad():  # DeBERTa's default init is near-constant at this size: spread the weights
         for p in model.parameters():
             if p.dim() > 1:
-                p.normal_(0.0, 0.2)
+                p.normal_(0.0, std)
     config.save_pretrained(out / "backbone")
     tokenizer.save_pretrained(out)
     ranker_config = {
