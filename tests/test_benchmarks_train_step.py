@@ -1,8 +1,10 @@
-"""benchmarks/train_step.py at its smallest size: both trainers run and the ratios are the ones printed."""
+"""benchmarks/train_step.py at its smallest size: both trainers in both reference configurations, interleaved,
+with token counts, FLOP/s and the share of the matmul peak measured in the same run."""
 
 from __future__ import annotations
 
 import importlib.util
+import statistics
 from pathlib import Path
 
 import pytest
@@ -14,13 +16,23 @@ def test_train_step_smoke(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("train_step", SCRIPT)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    result = bench.main(["--smoke", "--steps", "3", "--json", str(tmp_path / "result.json")])
+    result = bench.main(["--smoke", "--batch-size", "2", "--steps", "2", "--json", str(tmp_path / "result.json")])
     out = capsys.readouterr().out
-    assert "median step, live reference" in out and "TRL DPOTrainer" in out
-    step = result["step_seconds"]
-    assert step["trl"] > 0 and step["sppo"] > 0
-    assert result["step_ratio_sppo_over_trl"] == pytest.approx(step["sppo"] / step["trl"])
-    whole = result["iteration_seconds"]
-    assert result["iteration_ratio_precomputed_over_live"] == pytest.approx(
-        whole["sppo_precomputed_ref"] / whole["trl_live_ref"])
+    assert "matmul peak" in out and "TRL DPOTrainer" in out and "% peak" in out
+    assert result["repeats"] == 3 and len(result["load_per_round"]) == 3
+    assert len(result["matmul_peak_gflops"]["runs"]) == 3 and result["matmul_peak_gflops"]["median"] > 0
+    for config in ("live", "precomputed"):
+        entry = result["configs"][config]
+        for kind in ("trl", "sppo"):
+            e = entry[kind]
+            assert len(e["step_seconds"]["runs"]) == 3
+            assert e["padded_tokens_per_step"] >= e["real_tokens_per_step"] > 0
+            factor = 8 if config == "live" else 6  # the live reference adds one forward (2 N T)
+            assert e["gflop_per_step"] == pytest.approx(factor * e["params"] * e["padded_tokens_per_step"] / 1e9)
+            assert e["share_of_peak"] == pytest.approx(e["achieved_gflops"] / result["matmul_peak_gflops"]["median"])
+        ratios = [s / t for s, t in zip(entry["sppo"]["step_seconds"]["runs"], entry["trl"]["step_seconds"]["runs"])]
+        assert entry["step_ratio_sppo_over_trl"]["median"] == pytest.approx(statistics.median(ratios))
+    # both trainers saw the same batches: the comparison is like with like
+    live = result["configs"]["live"]
+    assert live["trl"]["padded_tokens_per_step"] == live["sppo"]["padded_tokens_per_step"]
     assert (tmp_path / "result.json").is_file()
