@@ -48,7 +48,8 @@ class RepoRef:
         return asdict(self)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in blocks (the LFS oid the Hub stores it under)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -57,7 +58,7 @@ def _sha256(path: Path) -> str:
 
 
 def _manifest(folder: Path) -> dict:
-    files = {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(folder.rglob("*"))
+    files = {p.relative_to(folder).as_posix(): file_sha256(p) for p in sorted(folder.rglob("*"))
              if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST}
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
     return {"format": 1, "content_sha256": digest, "files": files}

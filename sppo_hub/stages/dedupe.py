@@ -10,9 +10,10 @@ match; on another filesystem (no hard links) the files are left as they are.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
+
+from ..hub.publish import file_sha256
 
 MIN_BYTES = 64 << 10  # cards and configs are small: weights (and other LFS files) are worth linking
 
@@ -20,14 +21,6 @@ MIN_BYTES = 64 << 10  # cards and configs are small: weights (and other LFS file
 def lfs_object(hub_dir: str | os.PathLike, oid: str) -> Path:
     """Where the local Hub keeps the LFS object of sha256 `oid`."""
     return Path(hub_dir) / "lfs" / oid[:2] / oid
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def link_file(path: Path, target: Path) -> int:
@@ -51,7 +44,7 @@ def link_folder_to_hub(folder: str | os.PathLike, hub_dir: str | os.PathLike) ->
     freed = 0
     for path in sorted(Path(folder).rglob("*")):
         if path.is_file() and not path.is_symlink() and path.stat().st_size >= MIN_BYTES:
-            freed += link_file(path, lfs_object(hub_dir, _sha256(path)))
+            freed += link_file(path, lfs_object(hub_dir, file_sha256(path)))
     return freed
 
 
