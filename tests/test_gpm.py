@@ -155,3 +155,20 @@ def test_official_checkpoint_with_prompt_head_converts_and_matches_the_formula(t
                     assert table[i, j] == pytest.approx(_sigmoid(s), abs=1e-5)
     with pytest.raises(ValueError, match="no 'value_head.weight'"):
         convert_official_gpm(tiny_model_dir, tmp_path / "nope")
+
+
+@needs_minilm
+def test_hub_checkpoint_loads_at_the_configured_revision(local_hub, tmp_path):
+    """judge.model as a Hub repo id and judge.revision reach the GPM loader (the local Hub stands in for the Hub)."""
+    api, repo = local_hub.api, f"{local_hub.user}/gpm-revision-test"
+    api.create_repo(repo, exist_ok=True)
+    first = create_random_gpm(MINILM, tmp_path / "first", embed_dim=4, seed=1)
+    commit = api.upload_folder(folder_path=str(first), repo_id=repo, commit_message="seed 1").oid
+    api.upload_folder(folder_path=str(create_random_gpm(MINILM, tmp_path / "second", embed_dim=4, seed=2)),
+                      repo_id=repo, commit_message="seed 2")
+    prompt, answers = ["Name a prime number."], [["Seven.", "Four is prime."]]
+    expected = GPMJudge.from_pretrained(first).pairwise_tables(prompt, answers)[0]
+    pinned = load_judge(JudgeConfig(type="gpm", model=repo, revision=commit, batch_size=2))
+    np.testing.assert_allclose(pinned.pairwise_tables(prompt, answers)[0], expected, atol=1e-6)
+    latest = load_judge(JudgeConfig(type="gpm", model=repo, batch_size=2)).pairwise_tables(prompt, answers)[0]
+    assert not np.allclose(latest, expected)  # main moved on: the revision, not the latest head, was loaded

@@ -218,18 +218,23 @@ class GPMJudge(PairwiseJudge):
         self._warned = False
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | None = None, dtype: str = "auto", **kwargs) -> "GPMJudge":
-        """Load a checkpoint in the format of the module docstring."""
+    def from_pretrained(cls, path: str | Path, device: str | None = None, dtype: str = "auto",
+                        revision: str | None = None, trust_remote_code: bool = False, **kwargs) -> "GPMJudge":
+        """Load a checkpoint in the format of the module docstring: a local folder, or a Hub repo at `revision`."""
         from transformers import AutoModel, AutoTokenizer
 
+        if not Path(path).is_dir():
+            from huggingface_hub import snapshot_download
+
+            path = snapshot_download(str(path), revision=revision)
         path = Path(path)
         head_cfg, tensors = _read_head(path)
         encoder_ref = head_cfg.encoder
         local = (path / encoder_ref) if not Path(encoder_ref).is_absolute() else Path(encoder_ref)
         encoder_src = str(local) if local.exists() else encoder_ref  # else a Hub repo id
         dev, torch_dtype = resolve_device_and_dtype(device, dtype)
-        tokenizer = AutoTokenizer.from_pretrained(encoder_src)
-        encoder = AutoModel.from_pretrained(encoder_src, dtype=torch_dtype).to(dev)
+        tokenizer = AutoTokenizer.from_pretrained(encoder_src, trust_remote_code=trust_remote_code)
+        encoder = AutoModel.from_pretrained(encoder_src, dtype=torch_dtype, trust_remote_code=trust_remote_code).to(dev)
         scales = tensors.get("block_scales")
         return cls(encoder, tokenizer, tensors["value_head.weight"], tensors.get("value_head.bias"), head_cfg,
                    block_scales=None if scales is None else scales.numpy(), name=f"gpm:{path.name}",
@@ -237,8 +242,9 @@ class GPMJudge(PairwiseJudge):
 
     @classmethod
     def from_config(cls, config: JudgeConfig) -> "GPMJudge":
-        return cls.from_pretrained(config.model, device=config.device, dtype=config.dtype,
-                                   batch_size=config.batch_size, max_length=config.max_length, **config.extra)
+        return cls.from_pretrained(config.model, device=config.device, dtype=config.dtype, revision=config.revision,
+                                   trust_remote_code=config.trust_remote_code, batch_size=config.batch_size,
+                                   max_length=config.max_length, **config.extra)
 
     def _forward(self, model, **batch):
         import torch
