@@ -9,7 +9,6 @@ republishing anything finished.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from .distributed import check_launch, open_manifest, process_info, share_from_m
 from .run_hooks import EVAL_HOOKS, IterationContext, register_eval_hook, resolve_eval_hook  # noqa: F401 (re-exported)
 from .run_manifest import RunManifest, StageTimer, open_run_manifest, print_summary  # noqa: F401 (re-exported)
 from .stages import compare, data, equilibrium, evaluate, generate, judge, publish, setup, train
-from .stages.context import RunContext, save_dataset_atomic, set_seed  # noqa: F401 (re-exported)
+from .stages.context import RunContext, local_hub_data_dir, save_dataset_atomic, set_seed  # noqa: F401 (re-exported)
 from .stages.setup import load_run_prompts, model_cache_dir, resolve_model_path, split_prompts  # noqa: F401 (re-exported)
 from .stages.train import trainer_kwargs  # noqa: F401 (re-exported)
 
@@ -131,7 +130,7 @@ def _start_local_hub(hub_port: int, console, run_dir: Path):
     from .hub import start_local_hub, use_endpoint
 
     # In the run folder (as `run --help` says): a resume from any working directory finds the run's repos.
-    data_dir = Path(os.environ.get("SPPO_HUB_LOCAL_DIR") or Path(run_dir) / "hub")
+    data_dir = local_hub_data_dir(run_dir)
     token = "hf_local_" + secrets.token_hex(16)
     hub = start_local_hub(data_dir, port=hub_port, token=token)
     console.print(f"local Hub: [link={hub.url}]{hub.url}[/link] (data in {data_dir}/)")

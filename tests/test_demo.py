@@ -115,10 +115,12 @@ def test_demo_recipe_at_smoke_size(tmp_path, tiny_model_dir):
     recorded in the manifest separates right from wrong, and every printed link answers 200 once the Hub is
     served again with the printed command."""
     port = _free_port()
-    hub_dir, run_dir = tmp_path / "hub", tmp_path / "run"
-    env = dict(os.environ, SPPO_HUB_LOCAL_DIR=str(hub_dir), HF_HUB_CACHE=str(tmp_path / "hf-cache"),
+    run_dir = tmp_path / "run"
+    hub_dir = run_dir / "hub"  # the default place, as `make demo` uses it (no SPPO_HUB_LOCAL_DIR)
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hf-cache"),
                HF_DATASETS_CACHE=str(tmp_path / "ds-cache"), OMP_NUM_THREADS="1", COLUMNS="200")
     env.pop("HF_TOKEN", None)
+    env.pop("SPPO_HUB_LOCAL_DIR", None)
     prompts = REPO_ROOT / "recipes" / "data" / "arithmetic_prompts.jsonl"  # the recipe's path is relative to the repo
     overrides = [f"model={tiny_model_dir}", f"prompts.path={prompts}", "prompts.limit=22",
                  "evaluation.compare_prompts=6", "iterations=2", "sampling.num_samples=2",

@@ -18,6 +18,13 @@ from ..distributed import ProcessInfo, run_stage
 from ..run_manifest import RunManifest
 
 
+def local_hub_data_dir(run_dir: str | Path) -> Path:
+    """Where `--local-hub` keeps the run's Hub: <run dir>/hub (as `run --help` says), or $SPPO_HUB_LOCAL_DIR."""
+    import os
+
+    return Path(os.environ.get("SPPO_HUB_LOCAL_DIR") or Path(run_dir) / "hub")
+
+
 def sha(obj: Any) -> str:
     """A short content hash recorded with artifacts: two runs with the same seeds must agree on it."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=list).encode()).hexdigest()[:16]

@@ -67,5 +67,7 @@ def local_hub_dir(ctx) -> Path | None:
     cfg = ctx.config
     if not (cfg.publish.enabled and cfg.publish.local_hub and ctx.endpoint and is_local_endpoint(ctx.endpoint)):
         return None
-    path = Path(os.environ.get("SPPO_HUB_LOCAL_DIR", ".hub"))  # where run_from_config started it
+    from .context import local_hub_data_dir
+
+    path = local_hub_data_dir(ctx.run_dir)  # where run_from_config started it
     return path if (path / "lfs").is_dir() else None
