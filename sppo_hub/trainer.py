@@ -28,6 +28,7 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 from . import losses
 from .precision import SAVE_DTYPES, bf16_supported, load_causal_lm, training_dtypes  # noqa: F401 (re-exported)
 from .distributed import fsdp_loads_weights_on_rank0_only, full_weights_on_every_rank
+from .equilibrium import mix_log_probs
 
 __all__ = [
     "PROBABILITY_COLUMNS", "DataCollatorForSPPO", "SPPOConfig", "SPPOTrainer", "add_initial_logps", "loss_history",
@@ -175,10 +176,11 @@ class SPPOTrainer(DPOTrainer):
             ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
         else:
             ref_chosen, ref_rejected = self.compute_ref_log_probs(self.ref_model or self.model, inputs)
-        if self.args.reference_mix:  # reference pi_ref^(1-a) pi_0^a (sppo_hub.equilibrium.mix_log_probs)
+        if self.args.reference_mix:  # reference pi_ref^(1-a) pi_0^a
             a = self.args.reference_mix
-            ref_chosen = (1 - a) * ref_chosen.to(chosen_logps) + a * inputs["init_chosen_logps"].to(chosen_logps)
-            ref_rejected = (1 - a) * ref_rejected.to(rejected_logps) + a * inputs["init_rejected_logps"].to(rejected_logps)
+            ref_chosen = mix_log_probs(ref_chosen.to(chosen_logps), inputs["init_chosen_logps"].to(chosen_logps), a)
+            ref_rejected = mix_log_probs(ref_rejected.to(rejected_logps),
+                                         inputs["init_rejected_logps"].to(rejected_logps), a)
         chosen_logratios = chosen_logps - ref_chosen.to(chosen_logps)
         rejected_logratios = rejected_logps - ref_rejected.to(rejected_logps)
 
