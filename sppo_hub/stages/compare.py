@@ -9,8 +9,8 @@ from ..run_manifest import atomic_write_text
 from .context import RunContext
 
 
-def _responses(ctx: RunContext, t: int, model: str, timer) -> dict:
-    """One sampled response of pi_t per held-out prompt, saved in iter<t>/."""
+def _responses(ctx: RunContext, t: int, model: str, timer) -> tuple[dict, list[str]]:
+    """One sampled response of pi_t per held-out prompt, saved in iter<t>/: (artifacts, the responses)."""
     from ..generation import generate_responses
 
     sampling = ctx.sampling(0, num_samples=1)  # same seed every iteration: only the policy differs
@@ -28,7 +28,7 @@ def _responses(ctx: RunContext, t: int, model: str, timer) -> dict:
     if accuracy is not None:
         value = accuracy(ctx.heldout_prompts(), [[r] for r in responses])
         art["accuracy"] = None if value is None else round(value, 4)
-    return art
+    return art, responses
 
 
 def _win_rate(ctx: RunContext, responses_a: list[str], responses_b: list[str], timer) -> float:
@@ -44,7 +44,7 @@ def _win_rate(ctx: RunContext, responses_a: list[str], responses_b: list[str], t
 
 def baseline(ctx: RunContext, t: int, timer) -> dict:
     """Stage `baseline` (t=0): pi_0's responses, what every iteration is compared with."""
-    art = _responses(ctx, 0, ctx.policy_path(0), timer)
+    art, _ = _responses(ctx, 0, ctx.policy_path(0), timer)
     if art.get("accuracy") is not None:
         ctx.console.print(f"  pi_0 held-out accuracy: {art['accuracy']:.1%} ({len(ctx.heldout_prompts())} prompts, "
                           f"{getattr(ctx.judge(), 'name', ctx.config.judge.type)})")
@@ -53,13 +53,12 @@ def baseline(ctx: RunContext, t: int, timer) -> dict:
 
 def compare(ctx: RunContext, t: int, timer) -> dict:
     """Stage `compare`: pi_t's responses and its win rates against pi_0 and pi_{t-1}."""
-    art = _responses(ctx, t, ctx.policy_path(t), timer)
+    art, ours = _responses(ctx, t, ctx.policy_path(t), timer)
     read = lambda i, name: json.loads(Path(ctx.artifacts(i, name)["path"]).read_text())  # noqa: E731
-    ours = json.loads(Path(art["path"]).read_text())
-    base = read(0, "baseline")
-    prev = base if t == 1 else read(t - 1, "compare")
-    art["win_rate_vs_base"] = round(_win_rate(ctx, ours, base, timer), 4)
-    art["win_rate_vs_previous"] = round(_win_rate(ctx, ours, prev, timer), 4)
+    art["win_rate_vs_base"] = round(_win_rate(ctx, ours, read(0, "baseline"), timer), 4)
+    # pi_1's previous policy is pi_0: the same pairs, judged once
+    art["win_rate_vs_previous"] = art["win_rate_vs_base"] if t == 1 else \
+        round(_win_rate(ctx, ours, read(t - 1, "compare"), timer), 4)
     acc = "" if art.get("accuracy") is None else \
         f"; held-out accuracy {ctx.artifacts(0, 'baseline').get('accuracy', 0):.1%} (pi_0) -> {art['accuracy']:.1%}"
     ctx.console.print(
