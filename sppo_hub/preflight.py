@@ -44,6 +44,7 @@ class RunPlan:
     endpoint: str | None
     repos: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    prompt_pool: list[str] | None = field(default=None, repr=False)  # as read by the check: the run reuses it
 
     def describe(self) -> str:
         rev = f" @ {self.model_revision}" if self.model_revision else ""
@@ -292,7 +293,7 @@ def check_backend(config: RunConfig) -> None:
 
 def check_prompts(config: RunConfig) -> tuple[list[str], list[list[int]], list[int]]:
     """The run's prompts and their split over iterations; an empty/unreadable file or too few prompts fail."""
-    from .stages.setup import load_run_prompts, split_prompts
+    from .stages.setup import load_run_prompts, plan_prompt_split
 
     try:
         prompts = load_run_prompts(config)
@@ -301,9 +302,7 @@ def check_prompts(config: RunConfig) -> tuple[list[str], list[list[int]], list[i
         raise ValueError(f"prompts.path={config.prompts.path}: {message}") from None
     if not prompts:
         raise ValueError(f"prompts.path={config.prompts.path}: no prompts (prompts.limit={config.prompts.limit}).")
-    holdout = min(config.evaluation.compare_prompts, max(len(prompts) - config.iterations, 0))
-    chunks, held = split_prompts(prompts, config.iterations, config.prompts.split_across_iterations, holdout)
-    return prompts, chunks, held
+    return (prompts, *plan_prompt_split(config, prompts))
 
 
 # ----------------------------------------------------------------------------- all together
@@ -363,7 +362,12 @@ def _preflight(config: RunConfig, manifest, check_endpoint: bool, prompts: list[
         chunks, held = done["artifacts"]["chunks"], done["artifacts"]["heldout"]
         notes.append(f"resuming: {len(manifest.iterations())} iteration(s) with finished stages are reused")
     else:
-        _, chunks, held = check_prompts(config) if prompts is None else (prompts, *_split(config, prompts))
+        if prompts is None:
+            prompts, chunks, held = check_prompts(config)
+        else:
+            from .stages.setup import plan_prompt_split
+
+            chunks, held = plan_prompt_split(config, prompts)
     endpoint, namespace = config.publish.endpoint, config.publish.org
     if config.publish.enabled and config.publish.local_hub:
         endpoint = "the local Hub started for the run"
@@ -383,15 +387,8 @@ def _preflight(config: RunConfig, manifest, check_endpoint: bool, prompts: list[
         prompts_per_iteration=[len(c) for c in chunks], heldout=len(held), model=config.model.name_or_path,
         model_revision=config.model.revision, model_dtype=config.model.dtype, judge=_judge_label(config),
         generation_backend=config.generation_backend, publish=config.publish.enabled, endpoint=endpoint,
-        repos=repos, notes=notes,
+        repos=repos, notes=notes, prompt_pool=None if done is not None else prompts,
     )
-
-
-def _split(config: RunConfig, prompts: list[str]) -> tuple[list[list[int]], list[int]]:
-    from .stages.setup import split_prompts
-
-    holdout = min(config.evaluation.compare_prompts, max(len(prompts) - config.iterations, 0))
-    return split_prompts(prompts, config.iterations, config.prompts.split_across_iterations, holdout)
 
 
 def _judge_label(config: RunConfig) -> str:

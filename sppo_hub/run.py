@@ -137,8 +137,11 @@ def _start_local_hub(hub_port: int, console, run_dir: Path):
     return hub, data_dir, token, use_endpoint(hub.url, token=token)
 
 
-def run_from_config(config: RunConfig, resume: bool = False, hub_port: int = 0, console=None) -> RunManifest:
+def run_from_config(config: RunConfig, resume: bool = False, hub_port: int = 0, console=None,
+                    prompts: list[str] | None = None) -> RunManifest:
     """Validate, start the local Hub if asked, check the endpoint, then run (or resume) the loop.
+
+    `prompts`: the run's prompt pool when the caller already read it (`preflight`'s plan), not read again.
 
     Under a multi-process launch the main process alone does the checks and starts the one local Hub;
     the others learn its URL and token from it (`distributed.share_from_main`) and print nothing.
@@ -150,7 +153,7 @@ def run_from_config(config: RunConfig, resume: bool = False, hub_port: int = 0, 
     console = console or Console(quiet=not process.is_main)
     config.validate()
     hub = switch = None
-    endpoint, token, user, prompts = config.publish.endpoint, None, None, None
+    endpoint, token, user = config.publish.endpoint, None, None
     try:
         if process.is_main:
             if config.publish.enabled and config.publish.local_hub:
@@ -166,7 +169,7 @@ def run_from_config(config: RunConfig, resume: bool = False, hub_port: int = 0, 
             # The prompt source and column are checked before anything is written or loaded.
             done = resume and (config.run_dir / "manifest.json").exists() and \
                 RunManifest.load(config.run_dir).stage(0, "prompts") is not None
-            prompts = None if done else load_run_prompts(config)
+            prompts = None if done else prompts if prompts is not None else load_run_prompts(config)
         # If the main process failed above, the launcher stops the others while they wait here.
         endpoint, token, user = share_from_main(process, (endpoint, token, user))
         if not process.is_main and config.publish.enabled and endpoint:

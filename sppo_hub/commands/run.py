@@ -92,5 +92,5 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from ..run import run_from_config
 
-    run_from_config(config, resume=args.resume, hub_port=args.hub_port)
+    run_from_config(config, resume=args.resume, hub_port=args.hub_port, prompts=plan.prompt_pool if plan else None)
     return 0

@@ -60,12 +60,18 @@ def resolve_model_path(name: str, cache_dir: Path) -> str:
     return str(export_smollm2(Path(cache_dir) / "smollm2-135m-instruct"))
 
 
+def plan_prompt_split(config, pool: list[str]) -> tuple[list[list[int]], list[int]]:
+    """The run's split of its prompt pool: up to `evaluation.compare_prompts` held out (leaving one per
+    iteration), the rest in one chunk per iteration (or all reused)."""
+    holdout = min(config.evaluation.compare_prompts, max(len(pool) - config.iterations, 0))
+    return split_prompts(pool, config.iterations, config.prompts.split_across_iterations, holdout)
+
+
 def prompts(ctx: RunContext, t: int, timer) -> dict:
     """Stage `prompts`: the pool saved in the run folder, one disjoint chunk per iteration, the held-out prompts."""
     cfg = ctx.config
     pool = ctx.preloaded_prompts if ctx.preloaded_prompts is not None else load_run_prompts(cfg)
-    holdout = min(cfg.evaluation.compare_prompts, max(len(pool) - cfg.iterations, 0))
-    chunks, held = split_prompts(pool, cfg.iterations, cfg.prompts.split_across_iterations, holdout)
+    chunks, held = plan_prompt_split(cfg, pool)
     path = ctx.run_dir / "prompts.json"
     atomic_write_text(path, json.dumps(pool, indent=0))
     return {"path": str(path), "count": len(pool), "sha": sha(pool), "chunks": chunks, "heldout": held}
