@@ -33,7 +33,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval"
-FAST_OPTIONS = {"ours_fp32": {}, "ours_bf16": {"dtype": "bfloat16"}, "ours_int8": {"quantize": "int8"}}
+FAST_OPTIONS = {
+    "ours_eager": {"attn_implementation": "eager"},  # transformers' own attention: the default before SDPA
+    "ours_fp32": {},  # the default: SDPA attention, fp32
+    "ours_bf16mm": {"fp32_precision": "bf16"},  # fp32 model, oneDNN may use bf16 instructions for fp32 matmuls
+    "ours_bf16": {"dtype": "bfloat16"},  # the whole model in bf16
+    "ours_int8": {"quantize": "int8"},  # dynamic int8 linear layers
+}
+LABELS = {"anchor": "Blender.rank(batch_size=1) (anchor)", "ours_eager": "PairRMJudge fp32, eager attention",
+          "ours_fp32": "PairRMJudge fp32 (default, SDPA)", "ours_bf16mm": "PairRMJudge fp32_precision=bf16",
+          "ours_bf16": "PairRMJudge dtype=bfloat16", "ours_int8": "PairRMJudge quantize=int8"}
 EQUAL_TOL = 1e-4  # fp32 vs fp32, same weights: only summation order differs
 
 
@@ -69,9 +78,14 @@ def compare(reference, other) -> dict:
     ref, oth = np.asarray(reference, dtype=np.float64), np.asarray(other, dtype=np.float64)
     off = ~np.eye(ref.shape[-1], dtype=bool)
     s_ref, s_oth = blender_scores(ref), blender_scores(oth)
+    gap = np.sort(s_ref, axis=-1)
     return {
         "prompts": int(ref.shape[0]),
         "max_abs_dlogit": float(np.abs(ref - oth)[:, off].max()),
+        "max_abs_dscore": float(np.abs(s_ref - s_oth).max()),
+        # how close the reference's own calls are: smallest best-vs-second and worst-vs-second-worst score gaps
+        "min_best_gap": float((gap[:, -1] - gap[:, -2]).min()),
+        "min_worst_gap": float((gap[:, 1] - gap[:, 0]).min()),
         "logit_std": float(ref[:, off].std()),
         "best_agreement": float((s_ref.argmax(-1) == s_oth.argmax(-1)).mean()),
         "worst_agreement": float((s_ref.argmin(-1) == s_oth.argmin(-1)).mean()),
@@ -150,10 +164,11 @@ def run_speed(args, model_dir: Path, size: dict) -> dict:
     seconds, loads = interleaved(methods, args.repeats)
     ref = outputs["anchor"]
     checks = {name: compare(ref, outputs[name]) for name in judges}
-    if "ours_fp32" in judges:
-        ours_scores = blender_scores(outputs["ours_fp32"])
-        checks["ours_fp32"]["max_abs_dscore"] = float(np.abs(ours_scores - outputs["anchor_scores"]).max())
-        checks["ours_fp32"]["equal_to_anchor"] = bool(checks["ours_fp32"]["max_abs_dlogit"] <= EQUAL_TOL)
+    for name in ("ours_fp32", "ours_eager"):  # the exact paths: equal to the anchor, logits and Blender's scores
+        if name in judges:
+            ours_scores = blender_scores(outputs[name])
+            checks[name]["max_abs_dscore"] = float(np.abs(ours_scores - outputs["anchor_scores"]).max())
+            checks[name]["equal_to_anchor"] = bool(checks[name]["max_abs_dlogit"] <= EQUAL_TOL)
     ratios = {name: [a / b for a, b in zip(seconds["anchor"], seconds[name])] for name in judges}
     return {
         "prompts": len(prompts), "k": args.k, "ordered_pairs": n_pairs, "repeats": args.repeats, "load_per_round": loads,
@@ -168,7 +183,7 @@ def run_accuracy(args, model_dir: Path) -> dict:
     """Fast options against fp32 PairRMJudge (equal to the anchor, checked above) on further prompts."""
     import numpy as np
 
-    names = ["ours_fp32"] + [n for n in args.methods if n != "ours_fp32"]
+    names = ["ours_fp32"] + [n for n in args.accuracy_methods if n != "ours_fp32"]
     judges = build_judges(model_dir, names, args.batch_size)
     prompts, responses = load_texts(args.accuracy_prompts, args.k, offset=args.prompts)
     tables = {n: np.stack(j.pairwise_tables(prompts, responses)) for n, j in judges.items()}
@@ -205,23 +220,25 @@ def print_report(result: dict) -> None:
         print(f"{s['prompts']} prompts x K={s['k']} = {s['ordered_pairs']} ordered pairs; {s['repeats']} interleaved rounds; "
               f"load per round {', '.join(f'{x:.2f}' for x in s['load_per_round'])}")
         print(f"{'method':<38}{'speedup vs anchor (range)':>28}{'median s (range)':>24}{'pairs/s':>9}{'max|dlogit|':>13}")
-        labels = {"anchor": "Blender.rank(batch_size=1) (anchor)", "ours_fp32": "PairRMJudge fp32",
-                  "ours_bf16": "PairRMJudge dtype=bfloat16", "ours_int8": "PairRMJudge quantize=int8"}
+        labels = LABELS
         for name, sec in s["seconds"].items():
             ratio = s["speedup_over_anchor"].get(name)
             r = f"{ratio['median']:.2f}x ({ratio['min']:.2f}-{ratio['max']:.2f})" if ratio else "1.00x"
             d = s["accuracy_on_timed_prompts"].get(name, {}).get("max_abs_dlogit")
             print(f"{labels[name]:<38}{r:>28}{sec['median']:>10.2f} ({sec['min']:.2f}-{sec['max']:.2f})"
                   f"{s['pairs_per_second'][name]:>9.2f}{'' if d is None else f'{d:>13.2e}'}")
-        fp32 = s["accuracy_on_timed_prompts"].get("ours_fp32")
-        if fp32:
-            print(f"fp32 PairRMJudge equals the anchor: {fp32['equal_to_anchor']} (max |dlogit| {fp32['max_abs_dlogit']:.1e}, "
-                  f"max |dscore| {fp32['max_abs_dscore']:.1e}, tolerance {EQUAL_TOL})")
+        for name in ("ours_fp32", "ours_eager"):
+            exact = s["accuracy_on_timed_prompts"].get(name)
+            if exact:
+                print(f"{LABELS[name]} equals the anchor: {exact['equal_to_anchor']} (max |dlogit| "
+                      f"{exact['max_abs_dlogit']:.1e}, max |dscore| {exact['max_abs_dscore']:.1e}, tolerance {EQUAL_TOL})")
     if result.get("accuracy"):
         print("accuracy against fp32 on further prompts:")
         for name, a in result["accuracy"].items():
             print(f"  {name}: {a['prompts']} prompts, max |dlogit| {a['max_abs_dlogit']:.3g} (logit std {a['logit_std']:.3g}), "
-                  f"best unchanged {100 * a['best_agreement']:.1f}%, worst unchanged {100 * a['worst_agreement']:.1f}%")
+                  f"max |dscore| {a['max_abs_dscore']:.3g} (closest fp32 calls: best gap {a['min_best_gap']:.2g}, "
+                  f"worst gap {a['min_worst_gap']:.2g}), best unchanged {100 * a['best_agreement']:.1f}%, "
+                  f"worst unchanged {100 * a['worst_agreement']:.1f}%")
     if "k_scaling" in result:
         ks = result["k_scaling"]
         print(f"judge cost per prompt, PairRMJudge fp32, {ks['prompts']} prompts, {ks['repeats']} interleaved rounds:")
@@ -239,7 +256,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--k", type=int, default=5, help="responses per prompt (uclaml/SPPO: 5)")
     parser.add_argument("--batch-size", type=int, default=16, help="PairRMJudge batch size")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (>= 3 for a spread)")
-    parser.add_argument("--methods", default="ours_fp32,ours_bf16,ours_int8", help=f"of {','.join(FAST_OPTIONS)}")
+    parser.add_argument("--methods", default=",".join(FAST_OPTIONS), help=f"timed, of {','.join(FAST_OPTIONS)}")
+    parser.add_argument("--accuracy-methods", default="ours_bf16mm,ours_bf16,ours_int8",
+                        help="compared with fp32 on the accuracy prompts")
     parser.add_argument("--accuracy-prompts", type=int, default=None, help="further prompts for accuracy (default 24; smoke 2)")
     parser.add_argument("--k-scaling", default=None, help="e.g. 2,4,8: time K values instead of the anchor comparison")
     parser.add_argument("--hidden", type=int, default=None, help="ranker width (default 1024, DeBERTa-v3-large's)")
@@ -247,9 +266,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     args.methods = [m for m in args.methods.split(",") if m]
-    unknown = [m for m in args.methods if m not in FAST_OPTIONS]
-    if unknown:
-        parser.error(f"--methods: unknown {unknown}; choose from {', '.join(FAST_OPTIONS)}")
+    args.accuracy_methods = [m for m in args.accuracy_methods.split(",") if m]
+    for flag, chosen in (("--methods", args.methods), ("--accuracy-methods", args.accuracy_methods)):
+        unknown = [m for m in chosen if m not in FAST_OPTIONS]
+        if unknown:
+            parser.error(f"{flag}: unknown {unknown}; choose from {', '.join(FAST_OPTIONS)}")
     args.prompts = args.prompts or (2 if args.smoke else 3)
     if args.accuracy_prompts is None:
         args.accuracy_prompts = 2 if args.smoke else 24

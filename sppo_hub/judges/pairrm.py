@@ -10,13 +10,18 @@ unchanged, and `tests/test_pairrm.py` checks parity against llm-blender's own cl
 
 Speed: every (prompt, i, j) presentation of a call, both orders, across all prompts, goes into one
 list sorted by length and cut into batches of `batch_size`, so padding is minimal; inference runs
-under `torch.inference_mode`, in bf16 on GPU. On CPU, `quantize="int8"` swaps every linear layer for
-torch's dynamic int8 one (int8 weights, activations quantised per batch): several times faster on CPUs
-with int8 dot-product instructions, at a small, measured cost in logits (benchmarks/README.md, ranking).
+under `torch.inference_mode`, in bf16 on GPU. The encoder's attention runs through SDPA
+(`attn_implementation="sdpa"`, the default; `deberta_attention`), equal to transformers' eager module
+to ~1e-6. On CPU two further options trade exactness for speed, each measured in benchmarks/README.md
+(ranking): `fp32_precision="bf16"` lets oneDNN compute the fp32 matmuls with bf16 instructions
+(torch.backends.mkldnn.matmul.fp32_precision, set only while the judge runs; how close to fp32 that
+stays depends on the CPU, so the benchmark measures it), and `quantize="int8"` swaps every linear layer
+for torch's dynamic int8 one (int8 weights, activations quantised per batch).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import warnings
@@ -27,6 +32,7 @@ import torch
 from torch import nn
 
 from .base import PairwiseJudge, resolve_device_and_dtype, validate_judge_inputs
+from .deberta_attention import use_sdpa_attention
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +54,20 @@ DEBERTA_V3_LARGE = dict(
 )
 WEIGHT_FILES = ("pytorch_model.bin", "model.safetensors")
 QUANTIZE_MODES = (None, "int8")
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
+FP32_PRECISIONS = ("ieee", "bf16")
+
+
+@contextlib.contextmanager
+def mkldnn_fp32_precision(precision: str):
+    """Set torch.backends.mkldnn.matmul.fp32_precision for the duration (the setting is process-wide)."""
+    backend = torch.backends.mkldnn.matmul
+    previous = backend.fp32_precision
+    backend.fp32_precision = precision
+    try:
+        yield
+    finally:
+        backend.fp32_precision = previous
 
 
 def quantize_linear_int8(model: "PairRMModel") -> "PairRMModel":
@@ -176,12 +196,23 @@ class PairRMJudge(PairwiseJudge):
         candidate_max_length: int | None = None,
         show_progress: bool = True,
         quantize: str | None = None,
+        attn_implementation: str = "sdpa",
+        fp32_precision: str = "ieee",
     ):
         if int(batch_size) < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
         if quantize not in QUANTIZE_MODES:
             raise ValueError(f"quantize: must be one of {QUANTIZE_MODES}, got {quantize!r}")
+        if attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(f"attn_implementation: must be one of {ATTN_IMPLEMENTATIONS}, got {attn_implementation!r}")
+        if fp32_precision not in FP32_PRECISIONS:
+            raise ValueError(f"fp32_precision: must be one of {FP32_PRECISIONS}, got {fp32_precision!r}")
         self.device, self.dtype = resolve_device_and_dtype(device, dtype)
+        if fp32_precision != "ieee" and (self.device.type != "cpu" or self.dtype != torch.float32):
+            raise ValueError(
+                f"fp32_precision: {fp32_precision!r} applies to float32 on CPU only (got device {self.device}, "
+                f"dtype {self.dtype}); on GPU use dtype bfloat16 instead"
+            )
         if quantize == "int8" and (self.device.type != "cpu" or self.dtype != torch.float32):
             raise ValueError(
                 f"quantize: int8 runs on CPU in float32 only (got device {self.device}, dtype {self.dtype}); "
@@ -189,6 +220,10 @@ class PairRMJudge(PairwiseJudge):
             )
         self.model, self.tokenizer, cfg = load_pairrm(model, revision)
         self.model.to(device=self.device, dtype=self.dtype)
+        if attn_implementation == "sdpa":
+            use_sdpa_attention(self.model)
+        self.attn_implementation = attn_implementation
+        self.fp32_precision = fp32_precision
         self.quantize = quantize
         if quantize == "int8":
             self.model = quantize_linear_int8(self.model)
@@ -256,6 +291,11 @@ class PairRMJudge(PairwiseJudge):
         return self.pair_ids(source, cand_a, cand_b), source.index(self.source_id), c1, c2
 
     # -- scoring --
+    def _matmul_precision(self):
+        if self.fp32_precision == "ieee":
+            return contextlib.nullcontext()
+        return mkldnn_fp32_precision(self.fp32_precision)
+
     @torch.inference_mode()
     def score_pairs(self, items: list[tuple[list[int], int, int]]) -> np.ndarray:
         """Logits for `_item` tuples (ids, source / cand1 / cand2 prefix positions), batched by sorted length."""
@@ -273,10 +313,11 @@ class PairRMJudge(PairwiseJudge):
                 ids[row, : len(seq)] = torch.tensor(seq)
                 mask[row, : len(seq)] = 1
             pos = torch.tensor([items[k][1:] for k in batch], dtype=torch.long)
-            logits = self.model(
-                ids.to(self.device), mask.to(self.device),
-                pos[:, 0].to(self.device), pos[:, 1].to(self.device), pos[:, 2].to(self.device),
-            )
+            with self._matmul_precision():
+                logits = self.model(
+                    ids.to(self.device), mask.to(self.device),
+                    pos[:, 0].to(self.device), pos[:, 1].to(self.device), pos[:, 2].to(self.device),
+                )
             out[batch] = logits.float().cpu().numpy()
         return out
 
