@@ -210,7 +210,8 @@ def training(models: dict, device: str, args, work: Path) -> dict:
     """SPPOTrainer vs DPOTrainer step (live / precomputed reference), share of the bf16 (fp32 on CPU) peak."""
     train_step = _bench_module("train_step")
     name, path = list(models.items())[-1]  # the Llama-3-8B-shaped model on a GPU; the tiny one with --smoke
-    extra = {"use_cpu": True} if device == "cpu" else {"use_cpu": False, "bf16": True}
+    # the same precision for both trainers, set explicitly (DPOConfig's default is bf16=True even on CPU)
+    extra = {"use_cpu": True, "bf16": False} if device == "cpu" else {"use_cpu": False, "bf16": True}
     data = train_step.make_pairs(args.batch_size * args.steps)
     pairs = [(c, k) for c in train_step.CONFIGS for k in train_step.TRAINERS]
     runs: dict = {p: [] for p in pairs}
