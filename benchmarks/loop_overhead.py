@@ -6,8 +6,11 @@ time and the seconds spent inside model compute (generation, judging, training).
 else, in the same process and the same run, is loop overhead: loading and saving datasets and
 checkpoints, publishing, reloading pi_t from the Hub, bookkeeping. Target: < 5% on the quickstart.
 
-    python benchmarks/loop_overhead.py            # the quickstart (a few minutes on 2 cores)
-    python benchmarks/loop_overhead.py --smoke    # tiny model, ~1 minute
+    python benchmarks/loop_overhead.py            # the quickstart, 3 runs (about 7 minutes each on 2 idle cores)
+    python benchmarks/loop_overhead.py --smoke    # tiny model, one run, ~1 minute
+
+With --repeats N (default 3; 1 with --smoke) the run is repeated in fresh folders and the table shows the run
+with the median outside share, followed by the median and range over runs and the load average after each.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -58,6 +62,16 @@ def report(manifest: dict, wall: float) -> dict:
             "stages": {k: {"wall": v[0], "compute": v[1]} for k, v in rows.items()}}
 
 
+def summarise_runs(results: list[dict], loads: list[float]) -> dict:
+    """The run with the median outside share, plus the share's median and range over all runs."""
+    shares = [r["outside_share"] for r in results]
+    median_run = sorted(results, key=lambda r: r["outside_share"])[(len(results) - 1) // 2]
+    return {**median_run, "repeats": len(results), "load_after_each": loads,
+            "outside_share_runs": {"median": statistics.median(shares), "min": min(shares), "max": max(shares),
+                                   "runs": shares},
+            "wall_seconds_runs": [r["wall_seconds"] for r in results]}
+
+
 def print_table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -75,6 +89,11 @@ def print_table(result: dict) -> None:
     share = result["outside_share"]
     print(f"outside generate/judge/train compute: {100 * share:.1f}% of wall time "
           f"(compute/wall ratio {result['compute_seconds'] / result['wall_seconds']:.3f}; target: < 5%)")
+    runs = result.get("outside_share_runs")
+    if runs:
+        print(f"over {result['repeats']} runs: median {100 * runs['median']:.1f}% (range {100 * runs['min']:.1f}-"
+              f"{100 * runs['max']:.1f}%), wall s {', '.join(f'{w:.0f}' for w in result['wall_seconds_runs'])}, "
+              f"load after each {', '.join(f'{x:.2f}' for x in result['load_after_each'])}")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -82,21 +101,27 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--smoke", action="store_true", help="tiny model and sizes (seconds, for tests)")
     parser.add_argument("--recipe", default=str(REPO / "recipes" / "quickstart.yaml"))
     parser.add_argument("--json", help="also write the result as JSON here")
+    parser.add_argument("--repeats", type=int, default=None, help="runs (default 3; 1 with --smoke)")
     args = parser.parse_args(argv)
+    repeats = args.repeats or (1 if args.smoke else 3)
 
     from sppo_hub.config import load_recipe
     from sppo_hub.run import run_from_config
 
-    with tempfile.TemporaryDirectory(prefix="sppo-overhead-") as tmp:
-        work = Path(tmp)
-        os.environ["SPPO_HUB_LOCAL_DIR"] = str(work / "hub")
-        overrides = smoke_overrides(work) if args.smoke else []
-        overrides += [f"output_dir={work / 'run'}", "publish.local_hub=true"]
-        config = load_recipe(args.recipe, overrides)
-        start = time.perf_counter()
-        manifest = run_from_config(config)
-        wall = time.perf_counter() - start
-        result = report(manifest.data, wall)
+    results, loads = [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="sppo-overhead-") as tmp:
+            work = Path(tmp)
+            os.environ["SPPO_HUB_LOCAL_DIR"] = str(work / "hub")
+            overrides = smoke_overrides(work) if args.smoke else []
+            overrides += [f"output_dir={work / 'run'}", "publish.local_hub=true"]
+            config = load_recipe(args.recipe, overrides)
+            start = time.perf_counter()
+            manifest = run_from_config(config)
+            wall = time.perf_counter() - start
+            results.append(report(manifest.data, wall))
+        loads.append(float(Path("/proc/loadavg").read_text().split()[0]))
+    result = summarise_runs(results, loads)
     print_table(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

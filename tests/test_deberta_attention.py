@@ -94,3 +94,19 @@ def test_fp32_precision_bf16_option(tiny_pairrm_dir):
         PairRMJudge.from_pretrained(str(tiny_pairrm_dir), device="cpu", fp32_precision="tf32")
     with pytest.raises(ValueError, match="fp32_precision: 'bf16' applies to float32 on CPU only"):
         PairRMJudge.from_pretrained(str(tiny_pairrm_dir), device="cpu", dtype="bfloat16", fp32_precision="bf16")
+
+
+def test_cpu_batches_cap_the_attention_tensor(tiny_pairrm_dir):
+    from sppo_hub.judges import pairrm
+
+    judge = PairRMJudge.from_pretrained(str(tiny_pairrm_dir), device="cpu", batch_size=4, show_progress=False)
+    heads = judge.model.config.num_attention_heads
+    lengths = [2000, 1800, 300, 300, 300, 300, 300, 10]  # sorted longest first, as score_pairs passes them
+    batches = judge._batches(list(range(8)), lengths)
+    assert [k for b in batches for k in b] == list(range(8))  # every item once, order kept
+    for batch in batches:
+        width = lengths[batch[0]]
+        assert len(batch) <= 4 and (len(batch) == 1 or len(batch) * heads * width**2 <= pairrm.CPU_SCORE_BUDGET)
+    assert [0] in batches and [1] in batches  # the long ones go alone
+    short = judge._batches(list(range(6)), [20] * 6)
+    assert [len(b) for b in short] == [4, 2]  # short sequences: batch_size is the limit

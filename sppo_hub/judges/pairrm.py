@@ -9,7 +9,8 @@ no library ships them); the parameter names match the published checkpoint so it
 unchanged, and `tests/test_pairrm.py` checks parity against llm-blender's own classes.
 
 Speed: every (prompt, i, j) presentation of a call, both orders, across all prompts, goes into one
-list sorted by length and cut into batches of `batch_size`, so padding is minimal; inference runs
+list sorted by length and cut into batches of `batch_size` (on CPU also capped so one attention tensor
+stays ~18 MB: larger batches were slower there), so padding is minimal; inference runs
 under `torch.inference_mode`, in bf16 on GPU. The encoder's attention runs through SDPA
 (`attn_implementation="sdpa"`, the default; `deberta_attention`), equal to transformers' eager module
 to ~1e-6. On CPU two further options trade exactness for speed, each measured in benchmarks/README.md
@@ -55,6 +56,8 @@ DEBERTA_V3_LARGE = dict(
 WEIGHT_FILES = ("pytorch_model.bin", "model.safetensors")
 QUANTIZE_MODES = (None, "int8")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
+# Largest (rows x heads x L x L) attention tensor per forward on CPU, in elements (~18 MB of fp32): see _batches.
+CPU_SCORE_BUDGET = 4_500_000
 FP32_PRECISIONS = ("ieee", "bf16")
 
 
@@ -296,6 +299,25 @@ class PairRMJudge(PairwiseJudge):
             return contextlib.nullcontext()
         return mkldnn_fp32_precision(self.fp32_precision)
 
+    def _batches(self, order: list[int], lengths: list[int]) -> list[list[int]]:
+        """Consecutive runs of `order` (sorted longest first) of at most `batch_size` items; on CPU also at most
+        CPU_SCORE_BUDGET elements in one (rows, heads, L, L) attention tensor. Measured: at L = 512 with 16 heads,
+        batches of 2-16 rows ran 1.1-1.5x slower than one row, with ~10^5-10^6 page faults per call (tensors
+        past glibc's mmap threshold are mapped fresh and zeroed on every allocation); one row had almost none."""
+        heads = self.model.config.num_attention_heads
+        budget = CPU_SCORE_BUDGET if self.device.type == "cpu" else float("inf")
+        batches: list[list[int]] = []
+        current_width = 0
+        for k, length in zip(order, lengths):
+            current = batches[-1] if batches else None
+            # sorted longest first: the batch's first item sets its padded width
+            if current and len(current) < self.batch_size and (len(current) + 1) * heads * current_width**2 <= budget:
+                current.append(k)
+            else:
+                batches.append([k])
+                current_width = length
+        return batches
+
     @torch.inference_mode()
     def score_pairs(self, items: list[tuple[list[int], int, int]]) -> np.ndarray:
         """Logits for `_item` tuples (ids, source / cand1 / cand2 prefix positions), batched by sorted length."""
@@ -303,7 +325,7 @@ class PairRMJudge(PairwiseJudge):
 
         out = np.zeros(len(items), dtype=np.float64)
         order = sorted(range(len(items)), key=lambda k: len(items[k][0]), reverse=True)
-        batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        batches = self._batches(order, [len(items[k][0]) for k in order])
         for batch in tqdm(batches, desc="PairRM", unit="batch", disable=not self.show_progress or len(batches) < 2):
             width = max(len(items[k][0]) for k in batch)
             ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
