@@ -57,24 +57,6 @@ def sync(device: str):
     return torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
 
-def matmul_peak(device: str, n: int, dtype_name: str, repeats: int = 5) -> float:
-    """Median TFLOP/s of an n x n matmul in `dtype_name` on `device`, measured now."""
-    import torch
-
-    dtype = getattr(torch, dtype_name)
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    wait = sync(device)
-    a @ b
-    wait()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        wait()
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times) / 1e12
-
-
 def build_models(work: Path, smoke: bool, llama_layers: int) -> dict:
     """{'smollm2' | 'tiny': folder, 'llama3_8b_shaped': folder}: SmolLM2 from its wheel, random Llama-3-8B shape."""
     from sppo_hub.testing import build_tiny_llama
@@ -211,15 +193,16 @@ def training(models: dict, device: str, args, work: Path) -> dict:
     train_step = _bench_module("train_step")
     name, path = list(models.items())[-1]  # the Llama-3-8B-shaped model on a GPU; the tiny one with --smoke
     # the same precision for both trainers, set explicitly (DPOConfig's default is bf16=True even on CPU)
-    extra = {"use_cpu": True, "bf16": False} if device == "cpu" else {"use_cpu": False, "bf16": True}
+    precision = "fp32" if device == "cpu" else "bf16"
+    extra = {"use_cpu": device == "cpu", "bf16": precision == "bf16"}
+    dtype_name = {"fp32": "float32", "bf16": "bfloat16"}[precision]
     data = train_step.make_pairs(args.batch_size * args.steps)
     pairs = [(c, k) for c in train_step.CONFIGS for k in train_step.TRAINERS]
     runs: dict = {p: [] for p in pairs}
     peaks = []
-    dtype_name = "float32" if device == "cpu" else "bfloat16"
     peak_n = 512 if args.smoke else 8192
     for r in range(args.repeats):
-        peaks.append(matmul_peak(device, peak_n, dtype_name) * 1e3)  # GFLOP/s, as train_step.summarise expects
+        peaks.append(train_step.matmul_peak(peak_n, dtype=precision, device=device, sync=sync(device)))
         for config, kind in pairs[r % len(pairs):] + pairs[: r % len(pairs)]:
             runs[(config, kind)].append(train_step.timed_run(kind, config, path, data, work, args.steps, args.batch_size,
                                                              extra=extra, sync=sync(device)))

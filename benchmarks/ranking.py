@@ -220,12 +220,11 @@ def print_report(result: dict) -> None:
         print(f"{s['prompts']} prompts x K={s['k']} = {s['ordered_pairs']} ordered pairs; {s['repeats']} interleaved rounds; "
               f"load per round {', '.join(f'{x:.2f}' for x in s['load_per_round'])}")
         print(f"{'method':<38}{'speedup vs anchor (range)':>28}{'median s (range)':>24}{'pairs/s':>9}{'max|dlogit|':>13}")
-        labels = LABELS
         for name, sec in s["seconds"].items():
             ratio = s["speedup_over_anchor"].get(name)
             r = f"{ratio['median']:.2f}x ({ratio['min']:.2f}-{ratio['max']:.2f})" if ratio else "1.00x"
             d = s["accuracy_on_timed_prompts"].get(name, {}).get("max_abs_dlogit")
-            print(f"{labels[name]:<38}{r:>28}{sec['median']:>10.2f} ({sec['min']:.2f}-{sec['max']:.2f})"
+            print(f"{LABELS[name]:<38}{r:>28}{sec['median']:>10.2f} ({sec['min']:.2f}-{sec['max']:.2f})"
                   f"{s['pairs_per_second'][name]:>9.2f}{'' if d is None else f'{d:>13.2e}'}")
         for name in ("ours_fp32", "ours_eager"):
             exact = s["accuracy_on_timed_prompts"].get(name)

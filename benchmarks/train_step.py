@@ -130,17 +130,21 @@ def timed_run(kind: str, config: str, model: str, data, work: Path, steps: int, 
             "bf16_autocast": bool(trainer.args.bf16), "weights_dtype": str(next(trainer.model.parameters()).dtype)}
 
 
-def matmul_peak(n: int, repeats: int = 5, dtype: str = "fp32") -> float:
-    """Median GFLOP/s of an n x n matmul (fp32 or bf16) on this machine, now (same threads as training)."""
+def matmul_peak(n: int, repeats: int = 5, dtype: str = "fp32", device: str = "cpu", sync=None) -> float:
+    """Median GFLOP/s of an n x n matmul (fp32 or bf16) on `device`, now (same threads as training).
+    `sync` (e.g. torch.cuda.synchronize) runs after each product so GPU time is inside the timing."""
     import torch
 
     torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
-    a, b = torch.randn(n, n, dtype=torch_dtype), torch.randn(n, n, dtype=torch_dtype)
+    wait = sync or (lambda: None)
+    a, b = (torch.randn(n, n, dtype=torch_dtype, device=device) for _ in range(2))
     a @ b
+    wait()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         a @ b
+        wait()
         times.append(time.perf_counter() - t0)
     return 2 * n**3 / statistics.median(times) / 1e9
 

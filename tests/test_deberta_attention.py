@@ -92,7 +92,7 @@ def test_fp32_precision_bf16_option(tiny_pairrm_dir):
         assert np.abs(a - b).max() <= 0.1 * np.abs(a).max() + 1e-6
     with pytest.raises(ValueError, match="fp32_precision: must be one of"):
         PairRMJudge.from_pretrained(str(tiny_pairrm_dir), device="cpu", fp32_precision="tf32")
-    with pytest.raises(ValueError, match="fp32_precision: 'bf16' applies to float32 on CPU only"):
+    with pytest.raises(ValueError, match="fp32_precision: bf16 runs on CPU in float32 only"):
         PairRMJudge.from_pretrained(str(tiny_pairrm_dir), device="cpu", dtype="bfloat16", fp32_precision="bf16")
 
 

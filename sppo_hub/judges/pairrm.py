@@ -33,7 +33,6 @@ import torch
 from torch import nn
 
 from .base import PairwiseJudge, resolve_device_and_dtype, validate_judge_inputs
-from .deberta_attention import use_sdpa_attention
 
 logger = logging.getLogger(__name__)
 
@@ -211,19 +210,18 @@ class PairRMJudge(PairwiseJudge):
         if fp32_precision not in FP32_PRECISIONS:
             raise ValueError(f"fp32_precision: must be one of {FP32_PRECISIONS}, got {fp32_precision!r}")
         self.device, self.dtype = resolve_device_and_dtype(device, dtype)
-        if fp32_precision != "ieee" and (self.device.type != "cpu" or self.dtype != torch.float32):
-            raise ValueError(
-                f"fp32_precision: {fp32_precision!r} applies to float32 on CPU only (got device {self.device}, "
-                f"dtype {self.dtype}); on GPU use dtype bfloat16 instead"
-            )
-        if quantize == "int8" and (self.device.type != "cpu" or self.dtype != torch.float32):
-            raise ValueError(
-                f"quantize: int8 runs on CPU in float32 only (got device {self.device}, dtype {self.dtype}); "
-                "on GPU use dtype bfloat16 instead"
-            )
+        cpu_fp32_options = {"quantize": quantize, "fp32_precision": None if fp32_precision == "ieee" else fp32_precision}
+        for field, value in cpu_fp32_options.items():
+            if value is not None and (self.device.type != "cpu" or self.dtype != torch.float32):
+                raise ValueError(
+                    f"{field}: {value} runs on CPU in float32 only (got device {self.device}, dtype {self.dtype}); "
+                    "on GPU use dtype bfloat16 instead"
+                )
         self.model, self.tokenizer, cfg = load_pairrm(model, revision)
         self.model.to(device=self.device, dtype=self.dtype)
         if attn_implementation == "sdpa":
+            from .deberta_attention import use_sdpa_attention  # imports transformers' DeBERTa-v2 module
+
             use_sdpa_attention(self.model)
         self.attn_implementation = attn_implementation
         self.fp32_precision = fp32_precision
