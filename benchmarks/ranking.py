@@ -5,7 +5,7 @@ uclaml/SPPO's scripts/rank.py scores K=5 responses per prompt with
 code, through the transformers-5 shims of `sppo_hub.testing.blender_shims`) and `PairRMJudge` load the SAME
 random PairRM-architecture weights and score the SAME AlpacaEval texts (../shared/data/alpaca_eval):
 - fp32 PairRMJudge must equal the anchor (every logit of the K x K tables, and Blender's scores);
-- the fast options (`dtype="bfloat16"`, `quantize="int8"`) are measured for speed AND accuracy: max |dlogit|
+- the fast options (`fp32_precision="bf16"`, `dtype="bfloat16"`, `quantize="int8"`) are measured for speed AND accuracy: max |dlogit|
   against the fp32 reference, and how often the best / worst response (by Blender's score, the mean of
   L[i,j] - L[j,i]) stays the same, on `--accuracy-prompts` further prompts;
 - runs are interleaved, one round = every method once, the order rotating per round; median and range
@@ -34,15 +34,19 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval"
 FAST_OPTIONS = {
-    "ours_eager": {"attn_implementation": "eager"},  # transformers' own attention: the default before SDPA
-    "ours_fp32": {},  # the default: SDPA attention, fp32
-    "ours_bf16mm": {"fp32_precision": "bf16"},  # fp32 model, oneDNN may use bf16 instructions for fp32 matmuls
+    "ours_eager": {"attn_implementation": "eager", "linear_backend": "torch"},  # transformers' own modules throughout
+    "ours_torchlinear": {"linear_backend": "torch"},  # SDPA attention, torch's nn.Linear (MKL on CPU)
+    "ours_fp32": {},  # the default: SDPA attention, oneDNN fp32 linears
+    "ours_bf16linear": {"fp32_precision": "bf16"},  # fp32 model, bf16 linear layers (fp32 attention, norms, head)
     "ours_bf16": {"dtype": "bfloat16"},  # the whole model in bf16
     "ours_int8": {"quantize": "int8"},  # dynamic int8 linear layers
 }
-LABELS = {"anchor": "Blender.rank(batch_size=1) (anchor)", "ours_eager": "PairRMJudge fp32, eager attention",
-          "ours_fp32": "PairRMJudge fp32 (default, SDPA)", "ours_bf16mm": "PairRMJudge fp32_precision=bf16",
+LABELS = {"anchor": "Blender.rank(batch_size=1) (anchor)",
+          "ours_eager": "PairRMJudge fp32, eager attn, torch linears",
+          "ours_torchlinear": "PairRMJudge fp32, SDPA, torch linears",
+          "ours_fp32": "PairRMJudge fp32 (default)", "ours_bf16linear": "PairRMJudge fp32_precision=bf16",
           "ours_bf16": "PairRMJudge dtype=bfloat16", "ours_int8": "PairRMJudge quantize=int8"}
+EXACT = ("ours_eager", "ours_torchlinear", "ours_fp32")  # fp32 throughout: must equal the anchor
 EQUAL_TOL = 1e-4  # fp32 vs fp32, same weights: only summation order differs
 
 
@@ -89,6 +93,9 @@ def compare(reference, other) -> dict:
         "logit_std": float(ref[:, off].std()),
         "best_agreement": float((s_ref.argmax(-1) == s_oth.argmax(-1)).mean()),
         "worst_agreement": float((s_ref.argmin(-1) == s_oth.argmin(-1)).mean()),
+        # the reference's gap on the prompts whose choice changed: near-ties, or real disagreements?
+        "changed_best_gaps": [float(g) for g in (gap[:, -1] - gap[:, -2])[s_ref.argmax(-1) != s_oth.argmax(-1)]],
+        "changed_worst_gaps": [float(g) for g in (gap[:, 1] - gap[:, 0])[s_ref.argmin(-1) != s_oth.argmin(-1)]],
     }
 
 
@@ -164,7 +171,7 @@ def run_speed(args, model_dir: Path, size: dict) -> dict:
     seconds, loads = interleaved(methods, args.repeats)
     ref = outputs["anchor"]
     checks = {name: compare(ref, outputs[name]) for name in judges}
-    for name in ("ours_fp32", "ours_eager"):  # the exact paths: equal to the anchor, logits and Blender's scores
+    for name in EXACT:  # the exact paths: equal to the anchor, logits and Blender's scores
         if name in judges:
             ours_scores = blender_scores(outputs[name])
             checks[name]["max_abs_dscore"] = float(np.abs(ours_scores - outputs["anchor_scores"]).max())
@@ -185,7 +192,8 @@ def run_accuracy(args, model_dir: Path) -> dict:
 
     names = ["ours_fp32"] + [n for n in args.accuracy_methods if n != "ours_fp32"]
     judges = build_judges(model_dir, names, args.batch_size)
-    prompts, responses = load_texts(args.accuracy_prompts, args.k, offset=args.prompts)
+    offset = args.prompts if args.accuracy_offset is None else args.accuracy_offset
+    prompts, responses = load_texts(args.accuracy_prompts, args.k, offset=offset)
     tables = {n: np.stack(j.pairwise_tables(prompts, responses)) for n, j in judges.items()}
     return {n: compare(tables["ours_fp32"], tables[n]) for n in names[1:]}
 
@@ -226,7 +234,7 @@ def print_report(result: dict) -> None:
             d = s["accuracy_on_timed_prompts"].get(name, {}).get("max_abs_dlogit")
             print(f"{LABELS[name]:<38}{r:>28}{sec['median']:>10.2f} ({sec['min']:.2f}-{sec['max']:.2f})"
                   f"{s['pairs_per_second'][name]:>9.2f}{'' if d is None else f'{d:>13.2e}'}")
-        for name in ("ours_fp32", "ours_eager"):
+        for name in EXACT:
             exact = s["accuracy_on_timed_prompts"].get(name)
             if exact:
                 print(f"{LABELS[name]} equals the anchor: {exact['equal_to_anchor']} (max |dlogit| "
@@ -238,6 +246,10 @@ def print_report(result: dict) -> None:
                   f"max |dscore| {a['max_abs_dscore']:.3g} (closest fp32 calls: best gap {a['min_best_gap']:.2g}, "
                   f"worst gap {a['min_worst_gap']:.2g}), best unchanged {100 * a['best_agreement']:.1f}%, "
                   f"worst unchanged {100 * a['worst_agreement']:.1f}%")
+            for side in ("best", "worst"):
+                if a[f"changed_{side}_gaps"]:
+                    print(f"    {side} changed where the fp32 {side} led by "
+                          f"{', '.join(f'{g:.2g}' for g in a[f'changed_{side}_gaps'])} in score")
     if "k_scaling" in result:
         ks = result["k_scaling"]
         print(f"judge cost per prompt, PairRMJudge fp32, {ks['prompts']} prompts, {ks['repeats']} interleaved rounds:")
@@ -256,9 +268,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=16, help="PairRMJudge batch size")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (>= 3 for a spread)")
     parser.add_argument("--methods", default=",".join(FAST_OPTIONS), help=f"timed, of {','.join(FAST_OPTIONS)}")
-    parser.add_argument("--accuracy-methods", default="ours_bf16mm,ours_bf16,ours_int8",
+    parser.add_argument("--accuracy-methods", default="ours_bf16linear,ours_bf16,ours_int8",
                         help="compared with fp32 on the accuracy prompts")
     parser.add_argument("--accuracy-prompts", type=int, default=None, help="further prompts for accuracy (default 24; smoke 2)")
+    parser.add_argument("--accuracy-offset", type=int, default=None,
+                        help="index of the first accuracy prompt (default: right after the timed ones)")
     parser.add_argument("--k-scaling", default=None, help="e.g. 2,4,8: time K values instead of the anchor comparison")
     parser.add_argument("--hidden", type=int, default=None, help="ranker width (default 1024, DeBERTa-v3-large's)")
     parser.add_argument("--layers", type=int, default=None, help="ranker layers (default 2; PairRM has 24)")

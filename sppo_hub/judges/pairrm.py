@@ -13,16 +13,16 @@ list sorted by length and cut into batches of `batch_size` (on CPU also capped s
 stays ~18 MB: larger batches were slower there), so padding is minimal; inference runs
 under `torch.inference_mode`, in bf16 on GPU. The encoder's attention runs through SDPA
 (`attn_implementation="sdpa"`, the default; `deberta_attention`), equal to transformers' eager module
-to ~1e-6. On CPU two further options trade exactness for speed, each measured in benchmarks/README.md
-(ranking): `fp32_precision="bf16"` lets oneDNN compute the fp32 matmuls with bf16 instructions
-(torch.backends.mkldnn.matmul.fp32_precision, set only while the judge runs; how close to fp32 that
-stays depends on the CPU, so the benchmark measures it), and `quantize="int8"` swaps every linear layer
-for torch's dynamic int8 one (int8 weights, activations quantised per batch).
+to ~1e-6, with the relative-position projections computed once at load. On CPU the linear layers run
+through oneDNN with prepacked weights (`linear_backend="auto"`; `cpu_linear`): the same fp32 arithmetic,
+2.6x torch's default MKL path on the AMD CPU measured. Two CPU options trade exactness for speed, each
+measured in benchmarks/README.md (ranking): `fp32_precision="bf16"` runs the linear layers in bf16
+(weights rounded once, fp32 accumulation; attention, softmax, norms and residuals stay fp32), and
+`quantize="int8"` swaps the encoder's linear layers for torch's dynamic int8 ones.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import warnings
@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from .base import PairwiseJudge, resolve_device_and_dtype, validate_judge_inputs
+from .cpu_linear import onednn_available, quantize_linear_int8, use_onednn_linears
 
 logger = logging.getLogger(__name__)
 
@@ -58,35 +59,7 @@ ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 # Largest (rows x heads x L x L) attention tensor per forward on CPU, in elements (~18 MB of fp32): see _batches.
 CPU_SCORE_BUDGET = 4_500_000
 FP32_PRECISIONS = ("ieee", "bf16")
-
-
-@contextlib.contextmanager
-def mkldnn_fp32_precision(precision: str):
-    """Set torch.backends.mkldnn.matmul.fp32_precision for the duration (the setting is process-wide)."""
-    backend = torch.backends.mkldnn.matmul
-    previous = backend.fp32_precision
-    backend.fp32_precision = precision
-    try:
-        yield
-    finally:
-        backend.fp32_precision = previous
-
-
-def quantize_linear_int8(model: "PairRMModel") -> "PairRMModel":
-    """The encoder's nn.Linear layers as torch's dynamic int8 linear (int8 weights, fp32 in and out), CPU only.
-
-    The small pairwise head stays fp32: it is a negligible share of the compute and sets the logits directly.
-
-    torch.ao's eager API is deprecated in favour of torchao, which is not a dependency here; it still
-    ships with torch 2.13 and runs on the x86 (fbgemm / VNNI) backend, so its deprecation notices are silenced.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        from torch.ao.quantization import quantize_dynamic
-
-        model.pretrained_model = quantize_dynamic(model.pretrained_model, {nn.Linear}, dtype=torch.qint8)
-    return model
+LINEAR_BACKENDS = ("auto", "onednn", "torch")
 
 
 class PairRMModel(nn.Module):
@@ -200,6 +173,7 @@ class PairRMJudge(PairwiseJudge):
         quantize: str | None = None,
         attn_implementation: str = "sdpa",
         fp32_precision: str = "ieee",
+        linear_backend: str = "auto",
     ):
         if int(batch_size) < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
@@ -209,6 +183,8 @@ class PairRMJudge(PairwiseJudge):
             raise ValueError(f"attn_implementation: must be one of {ATTN_IMPLEMENTATIONS}, got {attn_implementation!r}")
         if fp32_precision not in FP32_PRECISIONS:
             raise ValueError(f"fp32_precision: must be one of {FP32_PRECISIONS}, got {fp32_precision!r}")
+        if linear_backend not in LINEAR_BACKENDS:
+            raise ValueError(f"linear_backend: must be one of {LINEAR_BACKENDS}, got {linear_backend!r}")
         self.device, self.dtype = resolve_device_and_dtype(device, dtype)
         cpu_fp32_options = {"quantize": quantize, "fp32_precision": None if fp32_precision == "ieee" else fp32_precision}
         for field, value in cpu_fp32_options.items():
@@ -217,17 +193,23 @@ class PairRMJudge(PairwiseJudge):
                     f"{field}: {value} runs on CPU in float32 only (got device {self.device}, dtype {self.dtype}); "
                     "on GPU use dtype bfloat16 instead"
                 )
+        self.linear_backend = self._choose_linear_backend(linear_backend, quantize, fp32_precision)
         self.model, self.tokenizer, cfg = load_pairrm(model, revision)
         self.model.to(device=self.device, dtype=self.dtype)
         if attn_implementation == "sdpa":
-            from .deberta_attention import use_sdpa_attention  # imports transformers' DeBERTa-v2 module
+            from .deberta_attention import cache_position_projections, use_sdpa_attention
 
             use_sdpa_attention(self.model)
+            cache_position_projections(self.model)  # in fp32 before any bf16 linear: the weights stay fixed here
         self.attn_implementation = attn_implementation
         self.fp32_precision = fp32_precision
         self.quantize = quantize
-        if quantize == "int8":
-            self.model = quantize_linear_int8(self.model)
+        if quantize == "int8":  # the small pairwise head stays fp32: negligible compute, it sets the logits
+            self.model.pretrained_model = quantize_linear_int8(self.model.pretrained_model)
+        if self.linear_backend == "onednn":
+            bf16 = fp32_precision == "bf16" or self.dtype == torch.bfloat16
+            use_onednn_linears(self.model.pretrained_model, torch.bfloat16 if bf16 else torch.float32)
+            use_onednn_linears(self.model.head_layer, self.dtype)  # the head sets the logits: kept in the model's dtype
         self.name = f"PairRM ({model})"
         self.batch_size = int(batch_size)
         self.show_progress = show_progress
@@ -252,6 +234,21 @@ class PairRMJudge(PairwiseJudge):
     def from_pretrained(cls, model: str = "llm-blender/PairRM", **kwargs) -> "PairRMJudge":
         """Load from a Hub repo id (snapshot_download) or a local folder in PairRM's published layout."""
         return cls(model=model, **kwargs)
+
+    def _choose_linear_backend(self, requested: str, quantize: str | None, fp32_precision: str) -> str:
+        """oneDNN (prepacked weights) for every CPU run that is not int8; torch's nn.Linear otherwise."""
+        usable = self.device.type == "cpu" and quantize is None and onednn_available()
+        if requested == "onednn" and not usable:
+            raise ValueError(
+                f"linear_backend: onednn needs a CPU device, quantize None and torch built with oneDNN (got device "
+                f"{self.device}, quantize {quantize}); use linear_backend auto"
+            )
+        if fp32_precision == "bf16" and (requested == "torch" or not usable):
+            raise ValueError("fp32_precision: bf16 runs the linear layers through oneDNN (CPU, torch built with "
+                             "oneDNN, no quantize); use linear_backend auto, or fp32_precision ieee")
+        if requested == "auto":
+            return "onednn" if usable else "torch"
+        return requested
 
     # -- input construction (PairRM's format and truncation) --
     def _encode(self, texts: list[str], prefix: str) -> list[list[int]]:
@@ -292,11 +289,6 @@ class PairRMJudge(PairwiseJudge):
         return self.pair_ids(source, cand_a, cand_b), source.index(self.source_id), c1, c2
 
     # -- scoring --
-    def _matmul_precision(self):
-        if self.fp32_precision == "ieee":
-            return contextlib.nullcontext()
-        return mkldnn_fp32_precision(self.fp32_precision)
-
     def _batches(self, order: list[int], lengths: list[int]) -> list[list[int]]:
         """Consecutive runs of `order` (sorted longest first) of at most `batch_size` items; on CPU also at most
         CPU_SCORE_BUDGET elements in one (rows, heads, L, L) attention tensor. Measured: at L = 512 with 16 heads,
@@ -333,11 +325,10 @@ class PairRMJudge(PairwiseJudge):
                 ids[row, : len(seq)] = torch.tensor(seq)
                 mask[row, : len(seq)] = 1
             pos = torch.tensor([items[k][1:] for k in batch], dtype=torch.long)
-            with self._matmul_precision():
-                logits = self.model(
-                    ids.to(self.device), mask.to(self.device),
-                    pos[:, 0].to(self.device), pos[:, 1].to(self.device), pos[:, 2].to(self.device),
-                )
+            logits = self.model(
+                ids.to(self.device), mask.to(self.device),
+                pos[:, 0].to(self.device), pos[:, 1].to(self.device), pos[:, 2].to(self.device),
+            )
             out[batch] = logits.float().cpu().numpy()
         return out
 
