@@ -73,7 +73,7 @@ def quiet_libraries(verbose: bool = False) -> None:
 
 
 def choose_threads(cpus: int, load: float) -> int:
-    """Torch threads for a box with `cpus` cores and 1-minute load average `load`: the cores others leave free.
+    """Torch threads for a box with `cpus` cores of which `load` are busy: the cores others leave free.
 
     Why not all cores: torch's OpenMP threads wait for each other at every op; when another process
     holds a core, the waiting multiplies. Measured on a busy 2-core box, HF generate ran 5-6 tok/s with
@@ -83,9 +83,44 @@ def choose_threads(cpus: int, load: float) -> int:
     return max(1, min(int(cpus), math.floor(free + 0.5)))
 
 
+def busy_cores(window: float = 0.25) -> float | None:
+    """How many of this process's CPUs other processes keep busy right now: two /proc/stat readings `window`
+    seconds apart, summed over the CPUs in our affinity set; None where /proc/stat cannot be read.
+
+    Why not the 1-minute load average: it decays slowly, so on an idle box just after another job (or this
+    project's previous command) it still reports a busy core. Measured: `make demo` on an idle 2-core box chose
+    1 thread at load ~1 and took 426-437 s, against ~250 s with 2 threads.
+    """
+    import time
+
+    def read() -> dict[int, tuple[int, int]]:  # cpu -> (total ticks, idle + iowait ticks)
+        ticks = {}
+        for line in open("/proc/stat").read().splitlines():
+            name, *fields = line.split()
+            if name.startswith("cpu") and name != "cpu":
+                values = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
+                ticks[int(name[3:])] = (sum(values), values[3] + values[4])
+        return ticks
+
+    try:
+        before = read()
+        time.sleep(window)
+        after = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(after)
+    busy = 0.0
+    for cpu in cpus & set(before) & set(after):
+        total = after[cpu][0] - before[cpu][0]
+        if total > 0:
+            busy += 1.0 - (after[cpu][1] - before[cpu][1]) / total
+    return busy
+
+
 def configure_threads(threads: int | None = None) -> int:
     """Set torch's thread count once per process: `threads`, else $SPPO_HUB_THREADS / $OMP_NUM_THREADS, else
-    `choose_threads` from the cores and the current load. Returns the count chosen."""
+    `choose_threads` from the cores and the cores busy now (`busy_cores`; the 1-minute load average where
+    /proc/stat is missing). Returns the count chosen."""
     if threads is None:
         for key in (THREADS_ENV, "OMP_NUM_THREADS"):
             if os.environ.get(key, "").strip().isdigit() and int(os.environ[key]) > 0:
@@ -93,10 +128,12 @@ def configure_threads(threads: int | None = None) -> int:
                 break
     if threads is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        try:
-            load = os.getloadavg()[0]
-        except OSError:  # no load average on this platform
-            load = 0.0
+        load = busy_cores()
+        if load is None:
+            try:
+                load = os.getloadavg()[0]
+            except OSError:  # no load average on this platform
+                load = 0.0
         threads = choose_threads(cpus, load)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # child processes (vLLM workers) inherit it
     import torch

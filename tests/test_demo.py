@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sppo_hub.console import NextSteps, choose_threads, quiet_libraries, short_name
+from sppo_hub.console import NextSteps, busy_cores, choose_threads, quiet_libraries, short_name
 from sppo_hub.stages.dedupe import lfs_object, link_folder_to_hub, link_snapshot_to_hub
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +31,20 @@ def test_thread_policy_leaves_busy_cores_alone():
     assert choose_threads(2, 1.2) == 1  # another process holds a core
     assert choose_threads(2, 9.0) == 1  # shared and overloaded: never fewer than one
     assert choose_threads(16, 3.0) == 13
+
+
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="busy_cores reads /proc/stat (Linux); elsewhere the load average is used")
+def test_busy_cores_sees_a_spinning_process():
+    cpus = len(os.sched_getaffinity(0))
+    idle = busy_cores()
+    assert idle is not None and 0.0 <= idle <= cpus + 1e-6
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = busy_cores(window=0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert busy >= 0.5  # the spinner holds (most of) one of our cores, whatever else runs
 
 
 def test_quiet_libraries_turns_library_output_off(monkeypatch):
