@@ -11,8 +11,8 @@ batch by broadcasting, and for a model whose weights no longer change (a judge) 
 
 On CPU (torch built with oneDNN) the same arithmetic runs head by head instead: each head's (L, L) tensors
 fit in the core's cache, and its four matmuls go to oneDNN (`torch.ops.mkldnn._linear_pointwise`, the op
-`cpu_linear` uses; the q k^T one adds the position bias as a fused post-op). torch's fp32 SDPA and bmm run on
-MKL, which on the AMD CPU measured is ~1.6x slower for these shapes (benchmarks/README.md, ranking).
+`cpu_linear` uses; the q k^T one adds the position bias as a fused post-op). On the AMD CPU measured, a judge
+call ran 1.1-1.4x faster this way than through torch's fp32 SDPA (benchmarks/README.md, ranking).
 
 Same arithmetic, different summation order: logits agree with the eager module to ~1e-6 in fp32
 (tests/test_deberta_attention.py checks against transformers' module, tests/test_pairrm.py against llm-blender).
@@ -54,7 +54,8 @@ class SDPADisentangledSelfAttention(DisentangledSelfAttention):
 
     def position_projections(self, rel_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Key and query projections of the relative-position embeddings divided by the attention scale,
-        (1, heads, 2*span, head_dim) each; from the cache when `cache_position_projections` filled it for these same embeddings."""
+        (1, heads, 2*span, head_dim) each; from the cache when `cache_position_projections` filled it for these
+        same embeddings."""
         positions = rel_embeddings[: 2 * self.pos_ebd_size]
         cached = getattr(self, "_position_cache", None)
         if cached is not None and cached[0].shape == positions.shape and torch.equal(cached[0], positions):
