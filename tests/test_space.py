@@ -333,9 +333,10 @@ def test_space_run_cli_serves_the_app(tiny_model_dir):
                 time.sleep(0.5)
         history, table, _ = client.predict("Hello!", [], 3, 0.9, 8, api_name="/chat")
         candidates = [row[3] for row in table["data"]]
-        assert len(candidates) == 3 and _text(history[-1]) == table["data"][0][3]
+        # the random tiny model's text can hold tabs, which Gradio's chatbot returns as spaces: compare the words
+        assert len(candidates) == 3 and _text(history[-1]).split() == table["data"][0][3].split()
         # prefer_varied: the candidate with the most distinct characters beats every other one
-        assert len(set(_text(history[-1]))) == max(len(set(c)) for c in candidates)
+        assert len(set(table["data"][0][3])) == max(len(set(c)) for c in candidates)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
