@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -89,9 +90,8 @@ def busy_cores(window: float = 0.25) -> float | None:
 
     Why not the 1-minute load average: it decays slowly, so on an idle box just after another job (or this
     project's previous command) it still reports a busy core. Measured: `make demo` on an idle 2-core box chose
-    1 thread at load ~1 and took 426-437 s, against ~250 s with 2 threads.
+    1 thread at load ~1 and took 426-437 s; sampling /proc/stat it chose 2 and took 270 s.
     """
-    import time
 
     def read() -> dict[int, tuple[int, int]]:  # cpu -> (total ticks, idle + iowait ticks)
         ticks = {}

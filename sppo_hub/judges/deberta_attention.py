@@ -89,14 +89,15 @@ class SDPADisentangledSelfAttention(DisentangledSelfAttention):
         span = self.pos_ebd_size
         pos_key, pos_query = self.position_projections(rel_embeddings)  # (1, H, 2*span, D): broadcast over the batch
         rel = relative_pos.reshape(length, length).to(device=query.device, dtype=torch.long)
-        c2p_index = torch.clamp(rel + span, 0, 2 * span - 1).expand(batch, heads, length, length)
-        p2c_index = torch.clamp(span - rel, 0, 2 * span - 1).expand(batch, heads, length, length)
+        c2p_index = torch.clamp(rel + span, 0, 2 * span - 1)  # (L, L), one table for every row and head
+        p2c_index = torch.clamp(span - rel, 0, 2 * span - 1)
         if self.cpu_per_head and query.device.type == "cpu" and onednn_available():
-            context = _attention_per_head(query, key, value, pos_key, pos_query, c2p_index[0, 0],
-                                          p2c_index[0, 0], attention_mask, scale)
+            context = _attention_per_head(query, key, value, pos_key, pos_query, c2p_index, p2c_index,
+                                          attention_mask, scale)
             return context, None
-        bias = torch.gather(torch.matmul(query, pos_key.transpose(-1, -2)), -1, c2p_index)
-        p2c = torch.gather(torch.matmul(key, pos_query.transpose(-1, -2)), -1, p2c_index)
+        every = (batch, heads, length, length)
+        bias = torch.gather(torch.matmul(query, pos_key.transpose(-1, -2)), -1, c2p_index.expand(every))
+        p2c = torch.gather(torch.matmul(key, pos_query.transpose(-1, -2)), -1, p2c_index.expand(every))
         bias.add_(p2c.transpose(-1, -2))
         if not bool(attention_mask.all()):  # no padding (most CPU batches are one row): nothing to mask
             # the eager module fills masked scores with the dtype's minimum (fully masked rows stay finite)
