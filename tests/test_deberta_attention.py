@@ -111,13 +111,61 @@ def test_onednn_linear_equals_nn_linear():
         torch.testing.assert_close(fp32(x), linear(x), atol=1e-5, rtol=1e-5)  # same fp32 arithmetic
         bf16 = OneDNNLinear(linear, torch.bfloat16)
         got = bf16(x)
-        assert got.dtype == torch.float32  # returned in the input's dtype
+        assert got.dtype == torch.float32  # returned in the layer's dtype
         # bf16 inputs and weights, fp32 accumulation, bf16 output: what torch's bf16 linear computes
         want = torch.nn.functional.linear(x.bfloat16(), linear.weight.bfloat16(), linear.bias.bfloat16()).float()
         torch.testing.assert_close(got, want, atol=2e-2, rtol=1e-2)
         assert (got - linear(x)).abs().max() > 1e-5  # really rounded, not fp32 under another name
     assert torch.equal(fp32.state_dict()["weight"], linear.weight) and torch.equal(fp32.state_dict()["bias"], linear.bias)
     assert bf16.state_dict()["weight"].dtype == torch.bfloat16 and "compute_dtype=torch.bfloat16" in repr(bf16)
+
+
+def test_onednn_linear_folds_gelu():
+    from transformers import DebertaV2Config
+    from transformers.models.deberta_v2.modeling_deberta_v2 import DebertaV2Layer
+
+    from sppo_hub.judges.cpu_linear import use_onednn_linears
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(48, 80)
+    x = torch.randn(3, 7, 48)
+    with torch.inference_mode():
+        fused = OneDNNLinear(linear, activation="gelu")
+        torch.testing.assert_close(fused(x), torch.nn.functional.gelu(linear(x)), atol=1e-5, rtol=1e-5)
+        fused_bf16 = OneDNNLinear(linear, torch.bfloat16, activation="gelu", output_dtype=torch.bfloat16)
+        got = fused_bf16(x)
+        assert got.dtype == torch.bfloat16  # left in bf16 for the next linear layer
+        # GELU applied to the fp32 accumulator, the output rounded once, after it
+        acc = torch.nn.functional.linear(x.bfloat16().float(), linear.weight.bfloat16().float(), linear.bias.bfloat16().float())
+        torch.testing.assert_close(got.float(), torch.nn.functional.gelu(acc).bfloat16().float(), atol=2e-2, rtol=1e-2)
+    with pytest.raises(ValueError, match="activation: must be one of"):
+        OneDNNLinear(linear, activation="relu6")
+
+    config = DebertaV2Config(hidden_size=64, num_attention_heads=4, intermediate_size=96, hidden_dropout_prob=0.0)
+    layer = DebertaV2Layer(config).eval()
+    reference = copy.deepcopy(layer)
+    keys = set(layer.state_dict())
+    assert use_onednn_linears(layer) == 6
+    assert isinstance(layer.intermediate.dense, OneDNNLinear) and layer.intermediate.dense.activation == "gelu"
+    assert isinstance(layer.intermediate.intermediate_act_fn, torch.nn.Identity)
+    assert layer.attention.output.dense.activation == "none" and set(layer.state_dict()) == keys
+    hidden, mask = torch.randn(2, 9, 64), torch.ones(2, 1, 9, 9, dtype=torch.bool)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(hidden, mask)[0], reference(hidden, mask)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_position_index_tables_are_built_once_per_relative_pos():
+    from sppo_hub.judges.deberta_attention import _position_index_tables
+
+    rel = torch.arange(16).view(1, 4, 4) - 8
+    c2p, p2c = _position_index_tables(rel, 4, 4, torch.device("cpu"))
+    assert torch.equal(c2p, torch.clamp(rel[0] + 4, 0, 7)) and torch.equal(p2c, torch.clamp(4 - rel[0], 0, 7))
+    again = _position_index_tables(rel, 4, 4, torch.device("cpu"))
+    assert again[0] is c2p and again[1] is p2c  # the next layer, same tensor: served from the cache
+    other = rel.clone() + 1  # another forward's tensor (even of the same shape): built anew
+    c2p_other, _ = _position_index_tables(other, 4, 4, torch.device("cpu"))
+    assert torch.equal(c2p_other, torch.clamp(other[0] + 4, 0, 7))
+    assert not torch.equal(_position_index_tables(rel, 2, 4, torch.device("cpu"))[0], c2p)  # another span: anew
 
 
 def test_judge_linear_backends(tiny_pairrm_dir):

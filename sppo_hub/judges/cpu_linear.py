@@ -8,8 +8,11 @@ module, so this one wraps exactly those two ops. Numbers: benchmarks/README.md (
 
 `compute_dtype=torch.bfloat16` on a float32 model is torch's "fp32 matmuls may run in bf16" applied to the
 linear layers only: the weight is rounded to bf16 once, the input per call, oneDNN accumulates in fp32, the
-output is rounded to bf16 and returned in the input's dtype; everything between the linears (attention,
-softmax, layer norm, residual sums) stays in fp32.
+output is rounded to bf16 and returned in the layer's dtype; everything between the linears (attention,
+softmax, layer norm, residual sums) stays in fp32. A GELU right after a linear layer (BERT-style
+`intermediate` blocks) is folded into it as oneDNN's post-op (`use_onednn_linears`): the activation is applied
+in fp32 to the accumulator, so in bf16 the output is rounded once, after the GELU, instead of before and after
+it, and its bf16 output feeds the next linear layer without a round trip through fp32.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ import warnings
 import torch
 from torch import nn
 
+ACTIVATIONS = {"none": "", "gelu": "none"}  # oneDNN post-op -> its algorithm argument ("none": erf GELU, torch's default)
+
 
 @functools.cache
 def onednn_available() -> bool:
-    """Whether this torch has the oneDNN linear ops used here, and they compute a @ w.T (+ other) right.
+    """Whether this torch has the oneDNN linear ops used here, and they compute a @ w.T (+ other, or GELU) right.
 
     They are internal ops (inductor's), so a torch without them, or with another signature, falls back to
     torch's nn.Linear instead of failing.
@@ -35,9 +40,11 @@ def onednn_available() -> bool:
         packed = torch.ops.mkldnn._reorder_linear_weight(w, None)
         plain = torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")
         fused = torch.ops.mkldnn._linear_pointwise.binary(a, other, w, None, "add")
+        gelu = torch.ops.mkldnn._linear_pointwise(a * 0.1, packed, None, "gelu", [], ACTIVATIONS["gelu"])
     except (AttributeError, RuntimeError, TypeError):
         return False
-    return torch.equal(plain, a @ w.T) and torch.equal(fused, a @ w.T + other)
+    return (torch.equal(plain, a @ w.T) and torch.equal(fused, a @ w.T + other)
+            and torch.allclose(gelu, nn.functional.gelu(0.1 * a @ w.T), atol=1e-5))
 
 
 class OneDNNLinear(nn.Module):
@@ -48,10 +55,14 @@ class OneDNNLinear(nn.Module):
     as ordinary tensors (unpacked on demand, in `compute_dtype`), so `model.state_dict()` keeps its keys.
     """
 
-    def __init__(self, linear: nn.Linear, compute_dtype: torch.dtype = torch.float32):
+    def __init__(self, linear: nn.Linear, compute_dtype: torch.dtype = torch.float32, activation: str = "none",
+                 output_dtype: torch.dtype | None = None):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation: must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.compute_dtype = compute_dtype
+        self.compute_dtype, self.activation = compute_dtype, activation
+        self.output_dtype = output_dtype or linear.weight.dtype
         with torch.no_grad():
             weight = linear.weight.detach().to(compute_dtype)
             self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(weight, None)
@@ -59,8 +70,8 @@ class OneDNNLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.ops.mkldnn._linear_pointwise(x.to(self.compute_dtype), self.packed_weight, self.packed_bias,
-                                               "none", [], "")
-        return y.to(x.dtype)
+                                               self.activation, [], ACTIVATIONS[self.activation])
+        return y.to(self.output_dtype)
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         destination[prefix + "weight"] = self.packed_weight.to_dense()
@@ -68,12 +79,30 @@ class OneDNNLinear(nn.Module):
             destination[prefix + "bias"] = self.packed_bias
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, compute_dtype={self.compute_dtype}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, compute_dtype={self.compute_dtype}, "
+                f"activation={self.activation}, output_dtype={self.output_dtype}")
+
+
+def _is_erf_gelu(module: nn.Module) -> bool:
+    from transformers.activations import GELUActivation
+
+    return type(module) is GELUActivation and module.act is nn.functional.gelu
 
 
 def use_onednn_linears(model: nn.Module, compute_dtype: torch.dtype = torch.float32) -> int:
-    """Replace every `nn.Linear` under `model` (on CPU) by a `OneDNNLinear`; returns how many were replaced."""
+    """Replace every `nn.Linear` under `model` (on CPU) by a `OneDNNLinear`; returns how many were replaced.
+
+    transformers' BERT-style intermediate blocks (`dense` then an erf `intermediate_act_fn`) get the GELU folded
+    into the linear layer (the activation module becomes an identity; no parameters move, so state dicts keep
+    their keys), with the output left in `compute_dtype` for the next linear layer.
+    """
     replaced = 0
+    for parent in list(model.modules()):
+        dense, act = getattr(parent, "dense", None), getattr(parent, "intermediate_act_fn", None)
+        if type(dense) is nn.Linear and dense.weight.device.type == "cpu" and _is_erf_gelu(act):
+            parent.dense = OneDNNLinear(dense, compute_dtype, activation="gelu", output_dtype=compute_dtype)
+            parent.intermediate_act_fn = nn.Identity()
+            replaced += 1
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear and child.weight.device.type == "cpu":

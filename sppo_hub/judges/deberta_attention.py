@@ -24,6 +24,7 @@ relative-position table for the batch); anything else falls back to transformers
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -88,9 +89,7 @@ class SDPADisentangledSelfAttention(DisentangledSelfAttention):
         scale = math.sqrt(query.shape[-1] * 3)
         span = self.pos_ebd_size
         pos_key, pos_query = self.position_projections(rel_embeddings)  # (1, H, 2*span, D): broadcast over the batch
-        rel = relative_pos.reshape(length, length).to(device=query.device, dtype=torch.long)
-        c2p_index = torch.clamp(rel + span, 0, 2 * span - 1)  # (L, L), one table for every row and head
-        p2c_index = torch.clamp(span - rel, 0, 2 * span - 1)
+        c2p_index, p2c_index = _position_index_tables(relative_pos, span, length, query.device)
         if self.cpu_per_head and query.device.type == "cpu" and onednn_available():
             context = _attention_per_head(query, key, value, pos_key, pos_query, c2p_index, p2c_index,
                                           attention_mask, scale)
@@ -104,6 +103,25 @@ class SDPADisentangledSelfAttention(DisentangledSelfAttention):
             bias.masked_fill_(~attention_mask.bool(), torch.finfo(bias.dtype).min)
         context = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=1.0 / scale)
         return context.transpose(1, 2).reshape(batch, length, -1), None
+
+
+# (relative_pos it was built from, as a weak reference; span, length, device; c2p and p2c index tables)
+_index_tables_cache: tuple | None = None
+
+
+def _position_index_tables(relative_pos: torch.Tensor, span: int, length: int, device: torch.device):
+    """The (L, L) c2p and p2c gather indices, one table for every row and head. The encoder hands every layer
+    the same relative_pos tensor, so they are built once per forward instead of once per layer (the last
+    tensor seen is remembered weakly: a new or freed tensor is never mistaken for it)."""
+    global _index_tables_cache
+    cached = _index_tables_cache
+    if cached is not None and cached[0]() is relative_pos and cached[1] == (span, length, device):
+        return cached[2], cached[3]
+    rel = relative_pos.reshape(length, length).to(device=device, dtype=torch.long)
+    c2p_index = torch.clamp(rel + span, 0, 2 * span - 1)
+    p2c_index = torch.clamp(span - rel, 0, 2 * span - 1)
+    _index_tables_cache = (weakref.ref(relative_pos), (span, length, device), c2p_index, p2c_index)
+    return c2p_index, p2c_index
 
 
 def _times_transposed(a: torch.Tensor, b: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
