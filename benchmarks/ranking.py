@@ -38,6 +38,8 @@ FAST_OPTIONS = {
     "ours_torchlinear": {"linear_backend": "torch"},  # SDPA attention, torch's nn.Linear (MKL on CPU)
     "ours_fp32": {},  # the default: SDPA attention, oneDNN fp32 linears
     "ours_bf16linear": {"fp32_precision": "bf16"},  # fp32 model, bf16 linear layers (fp32 attention, norms, head)
+    # the same, near ties for best / worst (by Blender's score: rule mean_score) re-judged by an exact fp32 copy
+    "ours_bf16recheck": {"fp32_precision": "bf16", "recheck_rule": "mean_score"},
     "ours_bf16": {"dtype": "bfloat16"},  # the whole model in bf16
     "ours_int8": {"quantize": "int8"},  # dynamic int8 linear layers
 }
@@ -45,6 +47,7 @@ LABELS = {"anchor": "Blender.rank(batch_size=1) (anchor)",
           "ours_eager": "PairRMJudge fp32, eager attn, torch linears",
           "ours_torchlinear": "PairRMJudge fp32, SDPA, torch linears",
           "ours_fp32": "PairRMJudge fp32 (default)", "ours_bf16linear": "PairRMJudge fp32_precision=bf16",
+          "ours_bf16recheck": "PairRMJudge bf16 + near-tie recheck",
           "ours_bf16": "PairRMJudge dtype=bfloat16", "ours_int8": "PairRMJudge quantize=int8"}
 EXACT = ("ours_eager", "ours_torchlinear", "ours_fp32")  # fp32 throughout: must equal the anchor
 EQUAL_TOL = 1e-4  # fp32 vs fp32, same weights: only summation order differs
@@ -75,6 +78,12 @@ def blender_scores(tables):
     return (tables - tables.transpose(0, 2, 1)).mean(axis=-1)
 
 
+def win_rate(table):
+    from sppo_hub.preference import pairwise_probabilities, win_rates
+
+    return win_rates(pairwise_probabilities(table, "logits", "mean_score"))
+
+
 def compare(reference, other) -> dict:
     """Max |dlogit| and best / worst agreement of `other` K x K tables against `reference` (same prompts)."""
     import numpy as np
@@ -87,6 +96,9 @@ def compare(reference, other) -> dict:
         "prompts": int(ref.shape[0]),
         "max_abs_dlogit": float(np.abs(ref - oth)[:, off].max()),
         "max_abs_dscore": float(np.abs(s_ref - s_oth).max()),
+        # the same in win rate (rule mean_score: Blender's order): twice this is the recheck margin that guarantees
+        # the best / worst choices at this error
+        "max_abs_dwinrate": float(max(np.abs(win_rate(r) - win_rate(o)).max() for r, o in zip(ref, oth))),
         # how close the reference's own calls are: smallest best-vs-second and worst-vs-second-worst score gaps
         "min_best_gap": float((gap[:, -1] - gap[:, -2]).min()),
         "min_worst_gap": float((gap[:, 1] - gap[:, 0]).min()),
@@ -129,13 +141,16 @@ def interleaved(methods: dict, repeats: int) -> tuple[dict, list[float]]:
     return seconds, loads
 
 
-def build_judges(model_dir: Path, names, batch_size: int):
+def build_judges(model_dir: Path, names, batch_size: int, recheck_margin: float = 0.004):
     from sppo_hub.judges.pairrm import PairRMJudge
 
     judges = {}
     for name in names:
+        options = dict(FAST_OPTIONS[name])
+        if "recheck_rule" in options:
+            options["recheck_margin"] = recheck_margin
         judge = PairRMJudge.from_pretrained(str(model_dir), device="cpu", batch_size=batch_size, show_progress=False,
-                                            **FAST_OPTIONS[name])
+                                            **options)
         judge._warned_truncation = True  # AlpacaEval answers exceed the limits by design: no warning in timings
         judges[name] = judge
     return judges
@@ -150,7 +165,7 @@ def run_speed(args, model_dir: Path, size: dict) -> dict:
     n_pairs = len(prompts) * args.k * (args.k - 1)
     blender = load_blender(model_dir)
     seen = record_blender_logits(blender)
-    judges = build_judges(model_dir, args.methods, args.batch_size)
+    judges = build_judges(model_dir, args.methods, args.batch_size, args.recheck_margin)
     outputs: dict[str, object] = {}
 
     def anchor():
@@ -176,6 +191,9 @@ def run_speed(args, model_dir: Path, size: dict) -> dict:
             ours_scores = blender_scores(outputs[name])
             checks[name]["max_abs_dscore"] = float(np.abs(ours_scores - outputs["anchor_scores"]).max())
             checks[name]["equal_to_anchor"] = bool(checks[name]["max_abs_dlogit"] <= EQUAL_TOL)
+    for name, judge in judges.items():
+        if judge.exact_model is not None:  # what the last timed call re-judged exactly
+            checks[name]["rechecked"] = {**judge.last_recheck, "of_prompts": len(prompts), "of_pairs": n_pairs}
     ratios = {name: [a / b for a, b in zip(seconds["anchor"], seconds[name])] for name in judges}
     return {
         "prompts": len(prompts), "k": args.k, "ordered_pairs": n_pairs, "repeats": args.repeats, "load_per_round": loads,
@@ -191,11 +209,16 @@ def run_accuracy(args, model_dir: Path) -> dict:
     import numpy as np
 
     names = ["ours_fp32"] + [n for n in args.accuracy_methods if n != "ours_fp32"]
-    judges = build_judges(model_dir, names, args.batch_size)
+    judges = build_judges(model_dir, names, args.batch_size, args.recheck_margin)
     offset = args.prompts if args.accuracy_offset is None else args.accuracy_offset
     prompts, responses = load_texts(args.accuracy_prompts, args.k, offset=offset)
     tables = {n: np.stack(j.pairwise_tables(prompts, responses)) for n, j in judges.items()}
-    return {n: compare(tables["ours_fp32"], tables[n]) for n in names[1:]}
+    result = {n: compare(tables["ours_fp32"], tables[n]) for n in names[1:]}
+    for name in names[1:]:
+        if judges[name].exact_model is not None:
+            result[name]["rechecked"] = {**judges[name].last_recheck, "of_prompts": len(prompts),
+                                         "of_pairs": len(prompts) * args.k * (args.k - 1)}
+    return result
 
 
 def run_k_scaling(args, model_dir: Path) -> dict:
@@ -234,6 +257,11 @@ def print_report(result: dict) -> None:
             d = s["accuracy_on_timed_prompts"].get(name, {}).get("max_abs_dlogit")
             print(f"{LABELS[name]:<38}{r:>28}{sec['median']:>10.2f} ({sec['min']:.2f}-{sec['max']:.2f})"
                   f"{s['pairs_per_second'][name]:>9.2f}{'' if d is None else f'{d:>13.2e}'}")
+        for name, a in s["accuracy_on_timed_prompts"].items():
+            if "rechecked" in a:
+                r = a["rechecked"]
+                print(f"{LABELS[name]}: re-judged in fp32 {r['prompts']} / {r['of_prompts']} prompts, "
+                      f"{r['pairs']} / {r['of_pairs']} pairs (margin {result['recheck_margin']})")
         for name in EXACT:
             exact = s["accuracy_on_timed_prompts"].get(name)
             if exact:
@@ -243,9 +271,12 @@ def print_report(result: dict) -> None:
         print("accuracy against fp32 on further prompts:")
         for name, a in result["accuracy"].items():
             print(f"  {name}: {a['prompts']} prompts, max |dlogit| {a['max_abs_dlogit']:.3g} (logit std {a['logit_std']:.3g}), "
-                  f"max |dscore| {a['max_abs_dscore']:.3g} (closest fp32 calls: best gap {a['min_best_gap']:.2g}, "
+                  f"max |dscore| {a['max_abs_dscore']:.3g}, max |dwin rate| {a['max_abs_dwinrate']:.2g} (closest fp32 calls: best gap {a['min_best_gap']:.2g}, "
                   f"worst gap {a['min_worst_gap']:.2g}), best unchanged {100 * a['best_agreement']:.1f}%, "
                   f"worst unchanged {100 * a['worst_agreement']:.1f}%")
+            if "rechecked" in a:
+                r = a["rechecked"]
+                print(f"    re-judged in fp32: {r['prompts']} / {r['of_prompts']} prompts, {r['pairs']} / {r['of_pairs']} pairs")
             for side in ("best", "worst"):
                 if a[f"changed_{side}_gaps"]:
                     print(f"    {side} changed where the fp32 {side} led by "
@@ -268,7 +299,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=16, help="PairRMJudge batch size")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (>= 3 for a spread)")
     parser.add_argument("--methods", default=",".join(FAST_OPTIONS), help=f"timed, of {','.join(FAST_OPTIONS)}")
-    parser.add_argument("--accuracy-methods", default="ours_bf16linear,ours_bf16,ours_int8",
+    parser.add_argument("--recheck-margin", type=float, default=0.004,
+                        help="ours_bf16recheck: win-rate margin of the near ties re-judged in fp32 (default: twice the "
+                             "largest win-rate error of bf16 linears measured on 200 prompts, benchmarks/README.md)")
+    parser.add_argument("--accuracy-methods", default="ours_bf16linear,ours_bf16recheck,ours_bf16,ours_int8",
                         help="compared with fp32 on the accuracy prompts")
     parser.add_argument("--accuracy-prompts", type=int, default=None, help="further prompts for accuracy (default 24; smoke 2)")
     parser.add_argument("--accuracy-offset", type=int, default=None,
@@ -295,7 +329,8 @@ def main(argv: list[str] | None = None) -> dict:
     hidden = args.hidden or (32 if args.smoke else 1024)
     size = dict(hidden_size=hidden, num_layers=args.layers or 2, num_heads=max(2, hidden // 64),
                 source_maxlength=64 if args.smoke else 128, candidate_maxlength=48 if args.smoke else 192)
-    result = {"size": size, "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
+    result = {"size": size, "batch_size": args.batch_size, "recheck_margin": args.recheck_margin,
+              "torch_threads": torch.get_num_threads(),
               "cpu_flags": cpu_flags(), "load_start": loadavg()}
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao deprecation notices, llm-blender's tokenizer length notices

@@ -275,6 +275,10 @@ class RunConfig:
             )
         if self.data.rule not in ("pairwise", "pairwise_logit", "mean_score"):
             raise ValueError(f"data.rule={self.data.rule!r}: use pairwise, pairwise_logit or mean_score.")
+        recheck_rule = self.judge.extra.get("recheck_rule", self.data.rule)
+        if recheck_rule != self.data.rule:
+            raise ValueError(f"judge.extra.recheck_rule={recheck_rule!r} differs from data.rule={self.data.rule!r}: near "
+                             "ties must be those of the rule that picks the pairs; drop recheck_rule (it follows data.rule).")
         if self.evaluation.compare_prompts < 0:
             raise ValueError("evaluation.compare_prompts must be >= 0.")
         self.equilibrium.validate()

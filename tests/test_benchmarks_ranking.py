@@ -34,9 +34,13 @@ def test_ranking_smoke_against_blender_rank(bench, tmp_path, capsys):
     for name in ("ours_bf16linear", "ours_bf16", "ours_int8"):
         acc = speed["accuracy_on_timed_prompts"][name]
         assert 0 < acc["max_abs_dlogit"] < 1  # measured, not assumed: close to fp32 but not equal
-    for name in ("ours_bf16linear", "ours_bf16", "ours_int8"):
+    for name in ("ours_bf16linear", "ours_bf16recheck", "ours_bf16", "ours_int8"):
         assert result["accuracy"][name]["prompts"] == 1
         assert result["accuracy"][name]["max_abs_dlogit"] < 1
+    for rechecked in (speed["accuracy_on_timed_prompts"]["ours_bf16recheck"]["rechecked"],
+                      result["accuracy"]["ours_bf16recheck"]["rechecked"]):  # how much went to the exact copy
+        assert 0 <= rechecked["prompts"] <= rechecked["of_prompts"] == 1 and 0 <= rechecked["pairs"] <= rechecked["of_pairs"] == 6
+    assert "bf16 + near-tie recheck" in out
     for name, ratio in speed["speedup_over_anchor"].items():
         runs = [a / b for a, b in zip(speed["seconds"]["anchor"]["runs"], speed["seconds"][name]["runs"])]
         assert ratio["median"] == pytest.approx(statistics.median(runs))

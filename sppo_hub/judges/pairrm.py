@@ -18,11 +18,14 @@ through oneDNN with prepacked weights (`linear_backend="auto"`; `cpu_linear`): t
 2.6x torch's default MKL path on the AMD CPU measured. Two CPU options trade exactness for speed, each
 measured in benchmarks/README.md (ranking): `fp32_precision="bf16"` runs the linear layers in bf16
 (weights rounded once, fp32 accumulation; attention, softmax, norms and residuals stay fp32), and
-`quantize="int8"` swaps the encoder's linear layers for torch's dynamic int8 ones.
+`quantize="int8"` swaps the encoder's linear layers for torch's dynamic int8 ones. With either (or a bf16 model),
+`recheck_margin` keeps an exact fp32 copy of the weights and re-judges with it the pairs that decide a near tie
+for best or worst (`near_ties`), so the chosen / rejected responses are the exact judge's.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import warnings
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..preference import RULES
 from .base import PairwiseJudge, resolve_device_and_dtype, validate_judge_inputs
 from .cpu_linear import onednn_available, quantize_linear_int8, use_onednn_linears
 
@@ -174,6 +178,8 @@ class PairRMJudge(PairwiseJudge):
         attn_implementation: str = "sdpa",
         fp32_precision: str = "ieee",
         linear_backend: str = "auto",
+        recheck_margin: float | None = None,
+        recheck_rule: str = "pairwise",
     ):
         if int(batch_size) < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
@@ -194,22 +200,27 @@ class PairRMJudge(PairwiseJudge):
                     "on GPU use dtype bfloat16 instead"
                 )
         self.linear_backend = self._choose_linear_backend(linear_backend, quantize, fp32_precision)
+        exact = fp32_precision == "ieee" and quantize is None and self.dtype == torch.float32
+        if recheck_margin is not None:
+            if not recheck_margin > 0:
+                raise ValueError(f"recheck_margin: must be > 0 (a win-rate difference), got {recheck_margin}")
+            if exact:
+                raise ValueError("recheck_margin: this judge already computes in exact fp32; it re-checks near ties of "
+                                 "an inexact one (fp32_precision bf16, quantize int8 or dtype bfloat16 / float16)")
+        if recheck_rule not in RULES:
+            raise ValueError(f"recheck_rule: must be one of {RULES}, got {recheck_rule!r}")
+        self.recheck_margin, self.recheck_rule = recheck_margin, recheck_rule
         self.model, self.tokenizer, cfg = load_pairrm(model, revision)
-        self.model.to(device=self.device, dtype=self.dtype)
-        if attn_implementation == "sdpa":
-            from .deberta_attention import cache_position_projections, use_sdpa_attention
-
-            use_sdpa_attention(self.model)
-            cache_position_projections(self.model)  # in fp32 before any bf16 linear: the weights stay fixed here
+        # near ties are re-judged by an exact fp32 copy (a second set of weights in memory)
+        self.exact_model = None if recheck_margin is None else self._prepare(
+            copy.deepcopy(self.model), torch.float32, "ieee", None, attn_implementation,
+            self._choose_linear_backend("auto", None, "ieee"))
+        self.model = self._prepare(self.model, self.dtype, fp32_precision, quantize, attn_implementation,
+                                   self.linear_backend)
         self.attn_implementation = attn_implementation
         self.fp32_precision = fp32_precision
         self.quantize = quantize
-        if quantize == "int8":  # the small pairwise head stays fp32: negligible compute, it sets the logits
-            self.model.pretrained_model = quantize_linear_int8(self.model.pretrained_model)
-        if self.linear_backend == "onednn":
-            bf16 = fp32_precision == "bf16" or self.dtype == torch.bfloat16
-            use_onednn_linears(self.model.pretrained_model, torch.bfloat16 if bf16 else torch.float32)
-            use_onednn_linears(self.model.head_layer, self.dtype)  # the head sets the logits: kept in the model's dtype
+        self.last_recheck = {"prompts": 0, "pairs": 0}  # what the latest pairwise_tables call re-judged exactly
         self.name = f"PairRM ({model})"
         self.batch_size = int(batch_size)
         self.show_progress = show_progress
@@ -249,6 +260,23 @@ class PairRMJudge(PairwiseJudge):
         if requested == "auto":
             return "onednn" if usable else "torch"
         return requested
+
+    def _prepare(self, model, dtype, fp32_precision: str, quantize: str | None, attn_implementation: str,
+                 linear_backend: str):
+        """`model` on the judge's device in `dtype`, with the requested attention, quantization and linear layers."""
+        model.to(device=self.device, dtype=dtype)
+        if attn_implementation == "sdpa":
+            from .deberta_attention import cache_position_projections, use_sdpa_attention
+
+            use_sdpa_attention(model)
+            cache_position_projections(model)  # in fp32 before any bf16 linear: the weights stay fixed here
+        if quantize == "int8":  # the small pairwise head stays fp32: negligible compute, it sets the logits
+            model.pretrained_model = quantize_linear_int8(model.pretrained_model)
+        if linear_backend == "onednn":
+            bf16 = fp32_precision == "bf16" or dtype == torch.bfloat16
+            use_onednn_linears(model.pretrained_model, torch.bfloat16 if bf16 else torch.float32)
+            use_onednn_linears(model.head_layer, dtype)  # the head sets the logits: kept in the model's dtype
+        return model
 
     # -- input construction (PairRM's format and truncation) --
     def _encode(self, texts: list[str], prefix: str) -> list[list[int]]:
@@ -309,8 +337,10 @@ class PairRMJudge(PairwiseJudge):
         return batches
 
     @torch.inference_mode()
-    def score_pairs(self, items: list[tuple[list[int], int, int]]) -> np.ndarray:
-        """Logits for `_item` tuples (ids, source / cand1 / cand2 prefix positions), batched by sorted length."""
+    def score_pairs(self, items: list[tuple[list[int], int, int]], model: nn.Module | None = None) -> np.ndarray:
+        """Logits for `_item` tuples (ids, source / cand1 / cand2 prefix positions), batched by sorted length, by
+        `model` (default: the judge's own)."""
+        model = self.model if model is None else model
         from tqdm.auto import tqdm
 
         out = np.zeros(len(items), dtype=np.float64)
@@ -325,7 +355,7 @@ class PairRMJudge(PairwiseJudge):
                 ids[row, : len(seq)] = torch.tensor(seq)
                 mask[row, : len(seq)] = 1
             pos = torch.tensor([items[k][1:] for k in batch], dtype=torch.long)
-            logits = self.model(
+            logits = model(
                 ids.to(self.device), mask.to(self.device),
                 pos[:, 0].to(self.device), pos[:, 1].to(self.device), pos[:, 2].to(self.device),
             )
@@ -347,7 +377,24 @@ class PairRMJudge(PairwiseJudge):
         tables = [np.full((len(c), len(c)), self.diagonal_value, dtype=np.float64) for c in responses]
         for (p, i, j), value in zip(where, logits):
             tables[p][i, j] = value
+        if self.exact_model is not None:
+            self._recheck_near_ties(tables, items, where)
         return tables
+
+    def _recheck_near_ties(self, tables: list[np.ndarray], items: list[tuple], where: list[tuple[int, int, int]]) -> None:
+        """Re-judge with the exact fp32 model every pair that decides a near tie for best or worst (`near_ties`)."""
+        from .near_ties import near_tie_responses, pairs_touching
+
+        item_of = {key: n for n, key in enumerate(where)}
+        redo: list[tuple[int, int, int]] = []
+        for p, table in enumerate(tables):
+            near = near_tie_responses(table, self.recheck_margin, "logits", self.recheck_rule)
+            redo += [(p, i, j) for i, j in pairs_touching(near, len(table))]
+        self.last_recheck = {"prompts": len({p for p, _, _ in redo}), "pairs": len(redo)}
+        if redo:
+            exact = self.score_pairs([items[item_of[key]] for key in redo], model=self.exact_model)
+            for (p, i, j), value in zip(redo, exact):
+                tables[p][i, j] = value
 
     def compare(self, prompt: str, response_a: str, response_b: str) -> float:
         """PairRM's logit that `response_a`, shown first, beats `response_b` (one pair, one order)."""

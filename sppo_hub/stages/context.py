@@ -158,6 +158,8 @@ class RunContext:
             jcfg = self.config.judge
             if jcfg.model in SMOLLM2_ALIASES:
                 jcfg = replace(jcfg, model=resolve_model_path(jcfg.model, model_cache_dir()))
+            if "recheck_margin" in jcfg.extra:  # near ties are those of the rule that picks the pairs
+                jcfg = replace(jcfg, extra={"recheck_rule": self.config.data.rule, **jcfg.extra})
             self._judge = load_judge(jcfg)
         return self._judge
 
