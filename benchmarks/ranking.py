@@ -212,8 +212,13 @@ def run_accuracy(args, model_dir: Path) -> dict:
     judges = build_judges(model_dir, names, args.batch_size, args.recheck_margin)
     offset = args.prompts if args.accuracy_offset is None else args.accuracy_offset
     prompts, responses = load_texts(args.accuracy_prompts, args.k, offset=offset)
-    tables = {n: np.stack(j.pairwise_tables(prompts, responses)) for n, j in judges.items()}
-    result = {n: compare(tables["ours_fp32"], tables[n]) for n in names[1:]}
+    tables, seconds = {}, {}
+    for name, judge in judges.items():  # one long pass each: the rechecks' cost at their average rate
+        t0 = time.perf_counter()
+        tables[name] = np.stack(judge.pairwise_tables(prompts, responses))
+        seconds[name] = time.perf_counter() - t0
+    result = {n: {**compare(tables["ours_fp32"], tables[n]), "seconds": seconds[n],
+                  "time_vs_fp32": seconds[n] / seconds["ours_fp32"]} for n in names[1:]}
     for name in names[1:]:
         if judges[name].exact_model is not None:
             result[name]["rechecked"] = {**judges[name].last_recheck, "of_prompts": len(prompts),
@@ -274,6 +279,7 @@ def print_report(result: dict) -> None:
                   f"max |dscore| {a['max_abs_dscore']:.3g}, max |dwin rate| {a['max_abs_dwinrate']:.2g} (closest fp32 calls: best gap {a['min_best_gap']:.2g}, "
                   f"worst gap {a['min_worst_gap']:.2g}), best unchanged {100 * a['best_agreement']:.1f}%, "
                   f"worst unchanged {100 * a['worst_agreement']:.1f}%")
+            print(f"    one pass over these prompts: {a['seconds']:.0f} s, {a['time_vs_fp32']:.2f}x the fp32 judge's time")
             if "rechecked" in a:
                 r = a["rechecked"]
                 print(f"    re-judged in fp32: {r['prompts']} / {r['of_prompts']} prompts, {r['pairs']} / {r['of_pairs']} pairs")
