@@ -48,15 +48,15 @@ def test_pairrm_recheck_margin(tiny_pairrm_dir):
     want, rough = exact.pairwise_tables(PROMPTS, RESPONSES), fast.pairwise_tables(PROMPTS, RESPONSES)
     assert max(np.abs(a - b).max() for a, b in zip(want, rough)) > 1e-6  # int8 really is inexact here
     # a margin wider than any win-rate gap: every response is a near tie, every pair re-judged exactly
-    everything = PairRMJudge.from_pretrained(str(tiny_pairrm_dir), quantize="int8", recheck_margin=1.0, **kwargs)
-    for a, b in zip(want, everything.pairwise_tables(PROMPTS, RESPONSES)):
+    judge = PairRMJudge.from_pretrained(str(tiny_pairrm_dir), quantize="int8", recheck_margin=1.0, **kwargs)
+    for a, b in zip(want, judge.pairwise_tables(PROMPTS, RESPONSES)):
         np.testing.assert_allclose(b, a, atol=1e-5)
-    assert everything.last_recheck == {"prompts": 2, "pairs": 3 * 2 + 4 * 3}
+    assert judge.last_recheck == {"prompts": 2, "pairs": 3 * 2 + 4 * 3}
     # a vanishing margin: nothing is a near tie, the fast tables come back unchanged
-    nothing = PairRMJudge.from_pretrained(str(tiny_pairrm_dir), quantize="int8", recheck_margin=1e-12, **kwargs)
-    for a, b in zip(rough, nothing.pairwise_tables(PROMPTS, RESPONSES)):
+    judge.recheck_margin = 1e-12
+    for a, b in zip(rough, judge.pairwise_tables(PROMPTS, RESPONSES)):
         np.testing.assert_allclose(b, a, atol=1e-6)
-    assert nothing.last_recheck == {"prompts": 0, "pairs": 0}
+    assert judge.last_recheck == {"prompts": 0, "pairs": 0}
     # in between: exactly the pairs touching the near ties are exact, the rest are the fast judge's
     from sppo_hub.preference import pairwise_probabilities, win_rates
 
@@ -64,9 +64,9 @@ def test_pairrm_recheck_margin(tiny_pairrm_dir):
                   for g in (wr[-1] - wr[-2], wr[1] - wr[0]))
     margin = gaps[0] * 1.001  # the closest side is a near tie, the widest is not
     assert gaps[-1] > margin
-    some = PairRMJudge.from_pretrained(str(tiny_pairrm_dir), quantize="int8", recheck_margin=margin, **kwargs)
-    got_tables = some.pairwise_tables(PROMPTS, RESPONSES)
-    assert 0 < some.last_recheck["pairs"] < 3 * 2 + 4 * 3
+    judge.recheck_margin = margin
+    got_tables = judge.pairwise_tables(PROMPTS, RESPONSES)
+    assert 0 < judge.last_recheck["pairs"] < 3 * 2 + 4 * 3
     for fast_table, exact_table, got in zip(rough, want, got_tables):
         near = near_tie_responses(fast_table, margin)
         touched = set(pairs_touching(near, len(got)))
