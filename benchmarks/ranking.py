@@ -50,6 +50,8 @@ LABELS = {"anchor": "Blender.rank(batch_size=1) (anchor)",
           "ours_bf16recheck": "PairRMJudge bf16 + near-tie recheck",
           "ours_bf16": "PairRMJudge dtype=bfloat16", "ours_int8": "PairRMJudge quantize=int8"}
 EXACT = ("ours_eager", "ours_torchlinear", "ours_fp32")  # fp32 throughout: must equal the anchor
+# ours_bf16recheck's margin: twice the largest win-rate error of bf16 linears measured on 200 prompts (benchmarks/README.md)
+RECHECK_MARGIN = 0.004
 EQUAL_TOL = 1e-4  # fp32 vs fp32, same weights: only summation order differs
 
 
@@ -111,6 +113,15 @@ def compare(reference, other) -> dict:
     }
 
 
+def rechecked(judge, n_prompts: int, k: int) -> dict:
+    """What a recheck judge's latest call re-judged in fp32, out of its prompts and ordered pairs."""
+    return {**judge.last_recheck, "of_prompts": n_prompts, "of_pairs": n_prompts * k * (k - 1)}
+
+
+def recheck_text(r: dict) -> str:
+    return f"re-judged in fp32: {r['prompts']} / {r['of_prompts']} prompts, {r['pairs']} / {r['of_pairs']} pairs"
+
+
 def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
@@ -141,7 +152,7 @@ def interleaved(methods: dict, repeats: int) -> tuple[dict, list[float]]:
     return seconds, loads
 
 
-def build_judges(model_dir: Path, names, batch_size: int, recheck_margin: float = 0.004):
+def build_judges(model_dir: Path, names, batch_size: int, recheck_margin: float = RECHECK_MARGIN):
     from sppo_hub.judges.pairrm import PairRMJudge
 
     judges = {}
@@ -193,7 +204,7 @@ def run_speed(args, model_dir: Path, size: dict) -> dict:
             checks[name]["equal_to_anchor"] = bool(checks[name]["max_abs_dlogit"] <= EQUAL_TOL)
     for name, judge in judges.items():
         if judge.exact_model is not None:  # what the last timed call re-judged exactly
-            checks[name]["rechecked"] = {**judge.last_recheck, "of_prompts": len(prompts), "of_pairs": n_pairs}
+            checks[name]["rechecked"] = rechecked(judge, len(prompts), args.k)
     ratios = {name: [a / b for a, b in zip(seconds["anchor"], seconds[name])] for name in judges}
     return {
         "prompts": len(prompts), "k": args.k, "ordered_pairs": n_pairs, "repeats": args.repeats, "load_per_round": loads,
@@ -221,8 +232,7 @@ def run_accuracy(args, model_dir: Path) -> dict:
                   "time_vs_fp32": seconds[n] / seconds["ours_fp32"]} for n in names[1:]}
     for name in names[1:]:
         if judges[name].exact_model is not None:
-            result[name]["rechecked"] = {**judges[name].last_recheck, "of_prompts": len(prompts),
-                                         "of_pairs": len(prompts) * args.k * (args.k - 1)}
+            result[name]["rechecked"] = rechecked(judges[name], len(prompts), args.k)
     return result
 
 
@@ -264,9 +274,7 @@ def print_report(result: dict) -> None:
                   f"{s['pairs_per_second'][name]:>9.2f}{'' if d is None else f'{d:>13.2e}'}")
         for name, a in s["accuracy_on_timed_prompts"].items():
             if "rechecked" in a:
-                r = a["rechecked"]
-                print(f"{LABELS[name]}: re-judged in fp32 {r['prompts']} / {r['of_prompts']} prompts, "
-                      f"{r['pairs']} / {r['of_pairs']} pairs (margin {result['recheck_margin']})")
+                print(f"{LABELS[name]}: {recheck_text(a['rechecked'])} (margin {result['recheck_margin']})")
         for name in EXACT:
             exact = s["accuracy_on_timed_prompts"].get(name)
             if exact:
@@ -281,8 +289,7 @@ def print_report(result: dict) -> None:
                   f"worst unchanged {100 * a['worst_agreement']:.1f}%")
             print(f"    one pass over these prompts: {a['seconds']:.0f} s, {a['time_vs_fp32']:.2f}x the fp32 judge's time")
             if "rechecked" in a:
-                r = a["rechecked"]
-                print(f"    re-judged in fp32: {r['prompts']} / {r['of_prompts']} prompts, {r['pairs']} / {r['of_pairs']} pairs")
+                print(f"    {recheck_text(a['rechecked'])}")
             for side in ("best", "worst"):
                 if a[f"changed_{side}_gaps"]:
                     print(f"    {side} changed where the fp32 {side} led by "
@@ -305,7 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=16, help="PairRMJudge batch size")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (>= 3 for a spread)")
     parser.add_argument("--methods", default=",".join(FAST_OPTIONS), help=f"timed, of {','.join(FAST_OPTIONS)}")
-    parser.add_argument("--recheck-margin", type=float, default=0.004,
+    parser.add_argument("--recheck-margin", type=float, default=RECHECK_MARGIN,
                         help="ours_bf16recheck: win-rate margin of the near ties re-judged in fp32 (default: twice the "
                              "largest win-rate error of bf16 linears measured on 200 prompts, benchmarks/README.md)")
     parser.add_argument("--accuracy-methods", default="ours_bf16linear,ours_bf16recheck,ours_bf16,ours_int8",
