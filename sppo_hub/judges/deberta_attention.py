@@ -11,9 +11,10 @@ batch by broadcasting, and for a model whose weights no longer change (a judge) 
 
 On CPU (torch built with oneDNN) the same arithmetic runs head by head instead: each head's (L, L) tensors
 fit in the core's cache, and its four matmuls go to oneDNN (`torch.ops.mkldnn._linear_pointwise`, the op
-`cpu_linear` uses; the q k^T one adds the position bias as a fused post-op). On the AMD CPU measured, a judge
-call ran 1.2-1.4x faster this way than through torch's fp32 SDPA with bf16 linear layers, 0.98-1.14x with fp32
-ones (benchmarks/README.md, ranking).
+`cpu_linear` uses; the q k^T one adds the position bias as a fused post-op). On the AMD CPU measured, at
+~512-token pairs a judge call ran 1.2-1.4x faster this way than through torch's fp32 SDPA with bf16 linear layers,
+0.98-1.14x with fp32 ones (in-process A/B); at PairRM's ~1,000-token pairs this attention with torch's own linear
+layers is 2.2x transformers' eager module (benchmarks/README.md, ranking).
 
 Same arithmetic, different summation order: logits agree with the eager module to ~1e-6 in fp32
 (tests/test_deberta_attention.py checks against transformers' module, tests/test_pairrm.py against llm-blender).
