@@ -127,16 +127,20 @@ def test_tables_shape_diagonal_orders_and_batching(tiny_pairrm_dir, judge):
 
 def test_blender_rank_scores_equal_ours(tiny_pairrm_dir, judge):
     """llm-blender's own Blender.rank(return_scores=True, batch_size=1), as uclaml/SPPO's rank.py calls it."""
+    _assert_equals_blender_rank(tiny_pairrm_dir, judge, PROMPTS, [RESPONSES[0], RESPONSES[0][::-1]])
+
+
+def _assert_equals_blender_rank(folder, judge, prompts, responses):
+    """Every logit (both orders) and score of Blender.rank(return_scores=True, batch_size=1) equals the judge's."""
     from sppo_hub.testing.blender_shims import load_blender, record_blender_logits
 
-    blender = load_blender(tiny_pairrm_dir)
+    blender = load_blender(folder)
     seen = record_blender_logits(blender)
-    prompts, responses = PROMPTS, [RESPONSES[0], RESPONSES[0][::-1]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scores = blender.rank(prompts, responses, return_scores=True, batch_size=1)
         tables = np.stack(judge.pairwise_tables(prompts, responses))
-    np.testing.assert_allclose(np.concatenate(seen), tables, atol=1e-5)  # every logit of both orders
+    np.testing.assert_allclose(np.concatenate(seen), tables, atol=1e-5)
     np.testing.assert_allclose(scores, (tables - tables.transpose(0, 2, 1)).mean(-1), atol=1e-5)
 
 
@@ -171,7 +175,6 @@ def test_pairrm_shape_with_a_full_tokenizer_equals_blender_rank(tmp_path):
     """PairRM's own limits (1224 / 412) and 256 position buckets, a 30k WordPiece tokenizer, long texts: sequences
     of ~1000 tokens whose relative positions reach DeBERTa's log buckets, candidates of unequal length (llm-blender
     pads them to the longest; the judge does not). Every logit of Blender.rank(batch_size=1) is reproduced."""
-    from sppo_hub.testing.blender_shims import load_blender, record_blender_logits
     from sppo_hub.testing.tiny_ranker import build_tiny_pairrm, load_base_tokenizer
 
     folder = build_tiny_pairrm(tmp_path / "ranker", hidden_size=32, num_heads=2, source_maxlength=1224,
@@ -184,14 +187,7 @@ def test_pairrm_shape_with_a_full_tokenizer_equals_blender_rank(tmp_path):
     responses = [[" ".join(words * n) for n in (40, 3, 25)], [" ".join(words[::-1] * n) for n in (1, 60, 8)]]
     source, cands = judge.build_inputs(prompts[0], responses[0])
     assert len(source) + len(cands[0]) + len(cands[2]) > 512  # past the 256-bucket linear range, in log buckets
-    blender = load_blender(folder)
-    seen = record_blender_logits(blender)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        scores = blender.rank(prompts, responses, return_scores=True, batch_size=1)
-        tables = np.stack(judge.pairwise_tables(prompts, responses))
-    np.testing.assert_allclose(np.concatenate(seen), tables, atol=1e-5)  # every logit of both orders
-    np.testing.assert_allclose(scores, (tables - tables.transpose(0, 2, 1)).mean(-1), atol=1e-5)
+    _assert_equals_blender_rank(folder, judge, prompts, responses)
     with pytest.raises(ValueError, match="base_tokenizer: .* no \\[CLS\\] / \\[SEP\\] / \\[PAD\\]"):
         load_base_tokenizer(_tokenizer_without_sep(tmp_path / "plain"))
 
