@@ -124,7 +124,7 @@ def run(args) -> dict:
     elif args.model:
         model_dir = args.model
     else:
-        from sppo_hub.stages.setup import model_cache_dir
+        from sppo_hub.loop.stages.context import model_cache_dir
         from sppo_hub.testing.smollm2 import export_smollm2
 
         model_dir = str(export_smollm2(model_cache_dir() / "smollm2-135m-instruct"))

@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     repeats = args.repeats or (1 if args.smoke else 3)
 
-    from sppo_hub.config import load_recipe
-    from sppo_hub.run import run_from_config
+    from sppo_hub.loop.recipe import load_recipe
+    from sppo_hub.loop.run import run_from_config
 
     results, loads = [], []
     for _ in range(repeats):

@@ -41,7 +41,8 @@ def child(spec: dict) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
 
-    from sppo_hub.trainer import SPPOConfig, SPPOTrainer
+    from sppo_hub.train.config import SPPOConfig
+    from sppo_hub.train.trainer import SPPOTrainer
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(spec["model"])

@@ -9,16 +9,16 @@ Methods, each for T iterations from the same pi_0 (policy parameters: one logit 
 - `sppo_exact`: the exact multiplicative-weights update pi_{t+1}(y) ~ pi_t(y) exp(eta P(y > pi_t)).
 - `sppo_kl`: the same with a KL pull toward pi_0 (magnetic mirror descent): its last iterate converges.
 - `sppo_fit`: the practical algorithm as a run does it by default. K responses are sampled from pi_t, scored
-  against each other (`sppo_hub.preference`), the best / worst pair (`preference.select_pair`) gets its win rates
-  as targets, and the logits are fitted by Adam on `sppo_hub.losses.sppo` with pi_t as the reference.
-- `sppo_fit+<options>`: the same with `sppo_hub.equilibrium`'s options, alone and combined:
+  against each other (`sppo_hub.core.preference`), the best / worst pair (`preference.select_pair`) gets its win rates
+  as targets, and the logits are fitted by Adam on `sppo_hub.core.losses.sppo` with pi_t as the reference.
+- `sppo_fit+<options>`: the same with `sppo_hub.equilibrium.options`'s options, alone and combined:
   `all` (every candidate regressed on its own target, `response_pairing`), `explore` (E extra candidates from
   pi_0, earlier iterates or pi_t at a higher temperature, scored against pi_t's samples: `candidate_win_rates`)
   and `reg` (reference pi_t^(1-a) pi_0^a: `mix_log_probs`).
-- `dpo`, `ipo`: iterative DPO / IPO on the best / worst sampled pair, `sppo_hub.losses.dpo` / `ipo`, reference pi_t.
+- `dpo`, `ipo`: iterative DPO / IPO on the best / worst sampled pair, `sppo_hub.core.losses.dpo` / `ipo`, reference pi_t.
 
 Reported per iteration: exploitability max_y P(y > pi) - 1/2 (0 exactly at the Nash equilibrium) of the
-last iterate, of the averaged policy (the uniform mixture of pi_1..pi_t, computed by `sppo_hub.mixture`) and of the
+last iterate, of the averaged policy (the uniform mixture of pi_1..pi_t, computed by `sppo_hub.generation.mixture`) and of the
 mixture of the last half of the iterates, and the win rate against pi_0, averaged over prompts; with `--seeds N`
 the final table gives mean and range over N games.
 
@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-FIT_OPTIONS = ("all", "explore", "reg")  # sppo_hub.equilibrium's options, appended to "sppo_fit" with "+"
+FIT_OPTIONS = ("all", "explore", "reg")  # sppo_hub.equilibrium.options's options, appended to "sppo_fit" with "+"
 FITTED = tuple("+".join(["sppo_fit", *(o for i, o in enumerate(FIT_OPTIONS) if mask >> i & 1)]) for mask in range(8))
 METHODS = ("sppo_exact", "sppo_kl", *FITTED, "dpo", "ipo")
 # Style s beats style (s + 1) % 3: rock-paper-scissors.
@@ -135,7 +135,7 @@ def parse_fit(method: str) -> set[str]:
 
 def explore_distribution(source: str, pi: np.ndarray, pi0: np.ndarray, history: list[np.ndarray], temperature: float):
     """Where exploration candidates come from (`equilibrium.ExplorationConfig.source`), per prompt."""
-    from sppo_hub import equilibrium
+    from sppo_hub.equilibrium import options as equilibrium
 
     if source == "initial":
         return pi0
@@ -155,7 +155,8 @@ def fitted_step(P, theta, method, cfg: GameConfig, rng, pi0=None, history=None):
     """
     import torch
 
-    from sppo_hub import equilibrium, losses, preference
+    from sppo_hub.equilibrium import options as equilibrium
+    from sppo_hub.core import losses, preference
 
     pi = torch.softmax(theta, dim=1).detach().numpy().astype(np.float64)
     opts = parse_fit(method) if method.startswith("sppo_fit") else set()
@@ -196,8 +197,8 @@ def fitted_step(P, theta, method, cfg: GameConfig, rng, pi0=None, history=None):
 
 def averaged(history: list[np.ndarray], scheme: str, window: int) -> np.ndarray:
     """The mixture-of-iterates policy over pi_1..pi_t (`equilibrium.iterate_weights`, `mixture.MixturePolicy`)."""
-    from sppo_hub.equilibrium import iterate_weights
-    from sppo_hub.mixture import MixturePolicy
+    from sppo_hub.equilibrium.options import iterate_weights
+    from sppo_hub.generation.mixture import MixturePolicy
 
     weights = iterate_weights(range(1, len(history)), scheme, window)
     mix = MixturePolicy.from_iterates({t: f"iter{t}" for t in weights}, weights, scheme)

@@ -82,7 +82,7 @@ def blender_scores(tables):
 
 
 def win_rate(table):
-    from sppo_hub.preference import pairwise_probabilities, win_rates
+    from sppo_hub.core.preference import pairwise_probabilities, win_rates
 
     return win_rates(pairwise_probabilities(table, "logits", "mean_score"))
 

@@ -10,7 +10,7 @@ starts mediocre. Each iteration then runs the toolkit's own pieces: `Transformer
 `CallableJudge` fills the oracle tables, `data.build_table_dataset` / `build_pairs_dataset` compute win rates and
 best/worst pairs, and `SPPOTrainer` fits pi_{t+1} with pi_t as the (precomputed) reference.
 
-Methods: sppo, sppo_hard, dpo, ipo, and sppo with `sppo_hub.equilibrium`'s options ("sppo+all", "sppo+explore",
+Methods: sppo, sppo_hard, dpo, ipo, and sppo with `sppo_hub.equilibrium.options`'s options ("sppo+all", "sppo+explore",
 "sppo+reg", "sppo+all+explore+reg"): explore adds E candidates per prompt from a uniformly drawn earlier iterate
 (`mixture.MixtureGenerator` over pi_0..pi_{t-1}) and re-estimates win rates against pi_t's K samples
 (`equilibrium.explored_table_dataset`); all trains every response on its own target (`equilibrium.all_response_pairs`);
@@ -44,7 +44,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 BASE_METHODS = ("sppo", "sppo_hard", "dpo", "ipo")
-EQ_OPTIONS = ("all", "explore", "reg")  # sppo_hub.equilibrium's options: "sppo+all+explore+reg" etc.
+EQ_OPTIONS = ("all", "explore", "reg")  # sppo_hub.equilibrium.options's options: "sppo+all+explore+reg" etc.
 EQ_METHODS = ("sppo+all", "sppo+explore", "sppo+reg", "sppo+all+explore+reg")
 METHODS = BASE_METHODS + EQ_METHODS
 STYLES = ("Sure", "Okay", "Well")
@@ -164,10 +164,11 @@ def sampler(model_dir: Path, k: int, seed: int):
 
 
 def mixture_sampler(models: dict[int, Path], weights: dict[int, float], k: int, seed: int):
-    """`sppo_hub.mixture.MixtureGenerator` over iterates: each response from an iterate drawn by weight."""
+    """`sppo_hub.generation.mixture.MixtureGenerator` over iterates: each response from an iterate drawn by weight."""
     from sppo_hub.generation import SamplingConfig
     from sppo_hub.generation.transformers_backend import TransformersGenerator
-    from sppo_hub.mixture import MixtureGenerator, MixturePolicy
+    from sppo_hub.generation.factory import MixtureGenerator
+    from sppo_hub.generation.mixture import MixturePolicy
 
     sampling = SamplingConfig(num_samples=k, temperature=1.0, top_p=1.0, max_new_tokens=12, seed=seed, batch_size=64)
     mix = MixturePolicy.from_iterates({t: str(m) for t, m in models.items()}, weights)
@@ -179,7 +180,7 @@ def train_iteration(method: str, model_dir: Path, out_dir: Path, prompts: list[s
                     history: dict[int, Path] | None = None) -> dict:
     """Sample -> judge -> win rates and pairs -> SPPOTrainer, with pi_t (model_dir) as the reference.
 
-    "sppo+<options>" adds `sppo_hub.equilibrium`'s options: explore (E candidates from a uniformly drawn earlier
+    "sppo+<options>" adds `sppo_hub.equilibrium.options`'s options: explore (E candidates from a uniformly drawn earlier
     iterate, judged with the rest, win rates against pi_t's K samples), all (every response on its own target)
     and reg (reference pi_t^(1-a) pi_0^a through `SPPOConfig.reference_mix` and `add_initial_logps`).
     """
@@ -187,10 +188,11 @@ def train_iteration(method: str, model_dir: Path, out_dir: Path, prompts: list[s
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
 
-    from sppo_hub import equilibrium
-    from sppo_hub.data import build_pairs_dataset, build_table_dataset
+    from sppo_hub.equilibrium import options as equilibrium
+    from sppo_hub.core.data import build_pairs_dataset, build_table_dataset
     from sppo_hub.judges.callable import CallableJudge
-    from sppo_hub.trainer import SPPOConfig, SPPOTrainer, add_initial_logps, loss_history, save_policy
+    from sppo_hub.train.config import SPPOConfig
+    from sppo_hub.train.trainer import SPPOTrainer, add_initial_logps, loss_history, save_policy
 
     loss, *opts = method.split("+")
     responses = sampler(model_dir, cfg.samples, seed=cfg.seed + 101 * t).generate(prompts)
@@ -248,7 +250,7 @@ def metrics(prompts: list[str], samples: list[list[str]], ref_samples: list[list
 def run_method(method: str, pi0: Path, work: Path, train_prompts, eval_prompts, ref_samples, cfg, row0) -> list[dict]:
     """Per iteration: metrics of the last iterate, and ("avg_*") of the averaged policy, the uniform mixture of
     pi_1..pi_t sampled by `MixtureGenerator` (SPPO's guarantee is for that one)."""
-    from sppo_hub.equilibrium import iterate_weights
+    from sppo_hub.equilibrium.options import iterate_weights
 
     rows, current, history = [dict(row0, iteration=0, **{f"avg_{k}": v for k, v in row0.items()})], pi0, {0: pi0}
     for t in range(1, cfg.iterations + 1):

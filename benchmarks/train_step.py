@@ -89,7 +89,8 @@ def build(kind: str, model: str, data, work: Path, *, steps: int, batch: int, pr
     from transformers.trainer_callback import PrinterCallback
     from trl import DPOConfig, DPOTrainer
 
-    from sppo_hub.trainer import SPPOConfig, SPPOTrainer
+    from sppo_hub.train.config import SPPOConfig
+    from sppo_hub.train.trainer import SPPOTrainer
 
     common = dict(output_dir=str(work / kind), learning_rate=1e-6, max_steps=steps, per_device_train_batch_size=batch,
                   report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, logging_steps=1, seed=0,

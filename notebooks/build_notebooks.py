@@ -177,10 +177,8 @@ cell resumes from the run manifest in `OUTPUT_DIR` instead of starting over.""")
         new_code_cell(DTYPE_CELL),
         new_code_cell("""from pathlib import Path
 
-from sppo_hub.config import ModelConfig, PromptsConfig, PublishConfig, RunConfig, TrainingConfig, save_recipe
-from sppo_hub.generation import SamplingConfig
-from sppo_hub.judges import JudgeConfig
-from sppo_hub.run import run_from_config
+from sppo_hub import (JudgeConfig, ModelConfig, PromptsConfig, PublishConfig, RunConfig, SamplingConfig,
+                      TrainingConfig, run_from_config, save_recipe)
 
 config = RunConfig(
     run_name=RUN_NAME,
@@ -215,7 +213,7 @@ distribution of win rates."""),
 from datasets import load_dataset
 from IPython.display import Markdown, display
 
-from sppo_hub.preference import select_pair
+from sppo_hub.core.preference import select_pair
 
 table = load_dataset(data_ref["repo_id"], "table", split="train", revision=data_ref["commit"])
 rows = []
@@ -369,11 +367,8 @@ backend = "vllm" if USE_VLLM is True or (USE_VLLM == "auto" and GPU and importli
 print("generation backend:", backend)"""),
         new_code_cell("""from pathlib import Path
 
-from sppo_hub.config import (EvaluationConfig, ModelConfig, PromptsConfig, PublishConfig, RunConfig, TrainingConfig,
-                             save_recipe)
-from sppo_hub.generation import SamplingConfig
-from sppo_hub.judges import JudgeConfig
-from sppo_hub.run import run_from_config
+from sppo_hub import (EvaluationConfig, JudgeConfig, ModelConfig, PromptsConfig, PublishConfig, RunConfig,
+                      SamplingConfig, TrainingConfig, run_from_config, save_recipe)
 
 config = RunConfig(
     run_name=RUN_NAME,

@@ -8,7 +8,8 @@ The deployed Space carries a copy of the `sppo_hub` package beside this file.
 
 from pathlib import Path
 
-from sppo_hub.space import CONFIG_FILE, SpaceConfig, build_demo
+from sppo_hub.space.config import CONFIG_FILE, SpaceConfig
+from sppo_hub.space.app import build_demo
 
 config = SpaceConfig.from_env(config_file=Path(__file__).with_name(CONFIG_FILE))
 demo = build_demo(config)

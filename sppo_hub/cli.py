@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-from .commands.errors import INTERRUPTED, USAGE, UserError, describe
+from .commands.errors import INTERRUPTED, USAGE, describe
 
 # (module under sppo_hub.commands) in the order shown by --help
 COMMAND_MODULES = [

@@ -153,8 +153,8 @@ def test_cards_after_a_two_iteration_run(tmp_path, tiny_model_dir, local_hub):
     import yaml
     from PIL import Image
 
-    from sppo_hub.config import load_recipe
-    from sppo_hub.run import run_from_config
+    from sppo_hub.loop.recipe import load_recipe
+    from sppo_hub.loop.run import run_from_config
 
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"text": f"Say {w}."}) + "\n" for w in

@@ -33,7 +33,7 @@ def test_train_flags_cover_every_dpo_config_field():
     from trl import DPOConfig
 
     from sppo_hub.commands.train import build_parser
-    from sppo_hub.trainer import SPPOConfig
+    from sppo_hub.train.config import SPPOConfig
 
     flags = {option for action in build_parser()._actions for option in action.option_strings}
     for config in (DPOConfig, SPPOConfig):

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sppo_hub.config import RunConfig, load_recipe, parse_overrides, save_recipe, valid_keys
+from sppo_hub.loop.config import RunConfig
+from sppo_hub.loop.recipe import load_recipe, parse_overrides, save_recipe, valid_keys
 from sppo_hub.generation import SamplingConfig
 from sppo_hub.judges import JudgeConfig
 

@@ -1,4 +1,4 @@
-"""sppo_hub.data: the table, pairs and triplets datasets, saved and loaded back."""
+"""sppo_hub.core.data: the table, pairs and triplets datasets, saved and loaded back."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from sppo_hub import data, preference
+from sppo_hub.core import data, preference
 
 
 def sig(x):

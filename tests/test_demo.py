@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from sppo_hub.console import NextSteps, busy_cores, choose_threads, quiet_libraries, short_name
-from sppo_hub.stages.dedupe import lfs_object, link_folder_to_hub, link_snapshot_to_hub
+from sppo_hub.io.console import NextSteps, busy_cores, choose_threads, quiet_libraries, short_name
+from sppo_hub.loop.stages.dedupe import lfs_object, link_folder_to_hub, link_snapshot_to_hub
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPE = REPO_ROOT / "recipes" / "quickstart.yaml"
@@ -160,7 +160,7 @@ def test_demo_recipe_at_smoke_size(tmp_path, tiny_model_dir):
     from sppo_hub.judges import JudgeConfig, load_judge
 
     judge = load_judge(JudgeConfig(**manifest["config"]["judge"]))
-    from sppo_hub.space_provenance import run_judge
+    from sppo_hub.space.provenance import run_judge
 
     assert run_judge(str(run_dir / "iter2" / "model"))["type"] == "correctness"  # the Space's default judge
     table = judge.pairwise_tables(["What is 17 + 25? Answer with the number."], [["17 + 25 = 42", "52"]])[0]

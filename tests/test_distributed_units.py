@@ -1,4 +1,4 @@
-"""sppo_hub.distributed in one process: who runs a stage, who waits for its record, what a launch may not do.
+"""sppo_hub.loop.ranks in one process: who runs a stage, who waits for its record, what a launch may not do.
 (The multi-process runs themselves are in test_distributed.py.)"""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from sppo_hub.distributed import ProcessInfo, process_info, run_stage, share_from_main
-from sppo_hub.run_manifest import RunManifest
+from sppo_hub.loop.ranks import ProcessInfo, process_info, share_from_main
+from sppo_hub.loop.stages.context import run_stage
+from sppo_hub.loop.manifest import RunManifest
 
 
 class _Console:
@@ -83,7 +84,7 @@ def test_other_processes_wait_for_the_main_record_and_take_part_only_in_training
 
 def test_accelerate_cpu_flag_with_several_processes_is_refused_before_any_work():
     # accelerate's simple launcher starts ONE process for `--cpu --num_processes 2`; the parent's command line says so.
-    code = "from sppo_hub.distributed import check_launch, process_info; check_launch(process_info())"
+    code = "from sppo_hub.loop.ranks import check_launch, process_info; check_launch(process_info())"
 
     def launch(*args, **env):  # bash stays the parent (`; exit`: no exec), its argv plays accelerate's
         return subprocess.run(["bash", "-c", f'"{sys.executable}" -c "{code}"; exit $?', "accelerate", *args],

@@ -1,4 +1,4 @@
-"""sppo_hub.equilibrium: exploration win rates, reference mixing, all-response pairs, iterate weights (closed forms)."""
+"""sppo_hub.equilibrium.options: exploration win rates, reference mixing, all-response pairs, iterate weights (closed forms)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sppo_hub import data, equilibrium, losses, preference
+from sppo_hub.core import data, losses, preference
+from sppo_hub.equilibrium import options as equilibrium
 
 
 def rps(strength: float = 0.3) -> np.ndarray:

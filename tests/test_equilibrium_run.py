@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from sppo_hub.config import load_recipe
+from sppo_hub.loop.recipe import load_recipe
 
 pytestmark = pytest.mark.slow
 PROMPTS = ["Say hi.", "Name a color.", "Count to three.", "What is 2+2?", "Name a fruit.", "Greet me."]
@@ -56,13 +56,14 @@ def test_recipe_section_defaults_and_errors(tmp_path, tiny_model_dir):
 def test_run_with_every_option(tmp_path, tiny_model_dir):
     from datasets import load_from_disk
 
-    from sppo_hub import equilibrium
-    from sppo_hub.data import load_iteration_datasets
+    from sppo_hub.equilibrium import options as equilibrium
+    from sppo_hub.core.data import load_iteration_datasets
     from sppo_hub.generation import SamplingConfig
-    from sppo_hub.mixture import MixtureGenerator, load_mixture
-    from sppo_hub.run import run_from_config
-    from sppo_hub.stages.equilibrium import prepare_training
-    from sppo_hub.trainer import SPPOConfig
+    from sppo_hub.generation.factory import MixtureGenerator
+    from sppo_hub.generation.mixture import load_mixture
+    from sppo_hub.loop.run import run_from_config
+    from sppo_hub.loop.stages.equilibrium import prepare_training
+    from sppo_hub.train.config import SPPOConfig
 
     recipe = _recipe(tmp_path, tiny_model_dir, exploration={"candidates": E, "source": "iterates"},
                      reference_mix=0.1, all_responses=True, average="linear")
@@ -106,8 +107,9 @@ def test_trainer_reference_mix_uses_pi0_log_probs(tmp_path, tiny_model_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sppo_hub.data import build_pairs_dataset, build_table_dataset
-    from sppo_hub.trainer import SPPOConfig, SPPOTrainer, add_initial_logps
+    from sppo_hub.core.data import build_pairs_dataset, build_table_dataset
+    from sppo_hub.train.config import SPPOConfig
+    from sppo_hub.train.trainer import SPPOTrainer, add_initial_logps
 
     table = build_table_dataset(["Say hi.", "Greet me."], [["hi", "hello there"], ["hey", "good day"]],
                                 [[[0.5, 0.3], [0.7, 0.5]], [[0.5, 0.6], [0.4, 0.5]]], kind="probs")

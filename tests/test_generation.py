@@ -14,7 +14,7 @@ import pytest
 
 from sppo_hub.generation import Generator, SamplingConfig, generate_responses, merge_generations
 from sppo_hub.generation.transformers_backend import TransformersGenerator
-from sppo_hub.prompts import load_prompts
+from sppo_hub.io.prompts import load_prompts
 
 PROMPTS = ["hi", "What is the capital of France? Tell me more about it please", "echo 1 2 3", "x",
            "Write a poem about the sea", "Python is a programming language. Explain why people like it."]

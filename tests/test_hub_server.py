@@ -282,7 +282,7 @@ def test_datasets_push_to_hub_and_gitattributes_lfs_patterns(local_hub):
     server must answer "lfs" for *.parquet (from the repo's .gitattributes, as the Hub does)."""
     import datasets
 
-    from sppo_hub.hub.server.storage import lfs_rules, matches_lfs
+    from sppo_hub.hub.server.lfs import lfs_rules, matches_lfs
 
     rows = {"prompt": ["a", "b", "c"], "score": [0.5, 1.0, -2.0]}
     datasets.Dataset.from_dict(rows).push_to_hub("sppo-user/pushed", token=local_hub.token)

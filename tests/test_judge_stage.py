@@ -31,7 +31,7 @@ def test_tables_and_columns():
 
 
 def test_judged_output_feeds_the_data_stage(tmp_path):
-    from sppo_hub.data import build_iteration_datasets, load_judged_dataset
+    from sppo_hub.core.data import build_iteration_datasets, load_judged_dataset
 
     judge_dataset(CallableJudge(longer_wins, show_progress=False), _generated(), out_dir=tmp_path)
     judged = load_judged_dataset(tmp_path)

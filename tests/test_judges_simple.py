@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from sppo_hub import preference
+from sppo_hub.core import preference
 from sppo_hub.judges import JudgeConfig, PairwiseJudge, load_judge
 from sppo_hub.testing.minilm import MINILM_DIR as MINILM
 

@@ -12,7 +12,7 @@ import pytest
 
 from sppo_hub.judges import JudgeConfig, load_judge
 from sppo_hub.judges.llm_judge import LLMJudge
-from sppo_hub.preference import pairwise_probabilities
+from sppo_hub.core.preference import pairwise_probabilities
 
 PROMPTS = ["What is the capital of France?", "hi"]
 RESPONSES = [["Paris.", "The capital of France is Paris, a large city.", "Rome"], ["Hello! How can I help?", "no"]]

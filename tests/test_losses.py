@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sppo_hub import losses
+from sppo_hub.core import losses
 
 
 def t(*values):
@@ -100,7 +100,7 @@ def test_bad_probabilities_and_names():
 
 
 def test_ipo_per_token_and_summed_forms():
-    from sppo_hub.losses import ipo
+    from sppo_hub.core.losses import ipo
 
     lw, ll = torch.tensor([6.0, -2.0]), torch.tensor([1.0, 3.0])
     nw, nl = torch.tensor([3, 2]), torch.tensor([4, 1])

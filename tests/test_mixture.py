@@ -1,4 +1,4 @@
-"""sppo_hub.mixture: the averaged policy as a sampler over iterates, and its JSON record."""
+"""sppo_hub.generation.mixture: the averaged policy as a sampler over iterates, and its JSON record."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from sppo_hub.generation import Generator, SamplingConfig
-from sppo_hub.mixture import MixtureGenerator, MixturePolicy, load_mixture, mixture_record
+from sppo_hub.generation.factory import MixtureGenerator
+from sppo_hub.generation.mixture import MixturePolicy, load_mixture
+from sppo_hub.equilibrium.options import mixture_record
 
 
 def test_record_round_trip_and_weights(tmp_path):
@@ -81,7 +83,7 @@ def test_mixture_generator_on_real_checkpoints(tiny_model_dir, tmp_path):
     """Two iterates that are the same tiny Llama: the transformers backend answers every slot, and a run folder
     holding mixture.json is a model for `make_generator` / `generate_responses` (the generate CLI, evaluation)."""
     from sppo_hub.generation import generate_responses, make_generator
-    from sppo_hub.mixture import is_mixture
+    from sppo_hub.generation.mixture import is_mixture
 
     mix = MixturePolicy.from_iterates({1: str(tiny_model_dir), 2: str(tiny_model_dir)}, {1: 0.3, 2: 0.7})
     sampling = SamplingConfig(num_samples=2, max_new_tokens=4, temperature=1.0, seed=0)

@@ -58,7 +58,7 @@ def test_pairrm_recheck_margin(tiny_pairrm_dir):
         np.testing.assert_allclose(b, a, atol=1e-6)
     assert judge.last_recheck == {"prompts": 0, "pairs": 0}
     # in between: exactly the pairs touching the near ties are exact, the rest are the fast judge's
-    from sppo_hub.preference import pairwise_probabilities, win_rates
+    from sppo_hub.core.preference import pairwise_probabilities, win_rates
 
     gaps = sorted(g for t in rough for wr in [np.sort(win_rates(pairwise_probabilities(t)))]
                   for g in (wr[-1] - wr[-2], wr[1] - wr[0]))
@@ -87,9 +87,9 @@ def test_pairrm_recheck_errors(tiny_pairrm_dir):
 
 
 def test_run_judge_rechecks_under_the_data_rule(tiny_pairrm_dir):
-    from sppo_hub.config import DataConfig, RunConfig
+    from sppo_hub.loop.config import DataConfig, RunConfig
     from sppo_hub.judges import JudgeConfig
-    from sppo_hub.stages.context import RunContext
+    from sppo_hub.loop.stages.context import RunContext
 
     judge = JudgeConfig(type="pairrm", model=str(tiny_pairrm_dir), device="cpu",
                         extra={"quantize": "int8", "recheck_margin": 0.01, "show_progress": False})

@@ -1,4 +1,4 @@
-"""Closed-form checks of sppo_hub.preference (no model)."""
+"""Closed-form checks of sppo_hub.core.preference (no model)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sppo_hub import preference as pref
+from sppo_hub.core import preference as pref
 
 
 def sig(x):

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sppo_hub.config import load_recipe
-from sppo_hub.preflight import check_model_source, preflight
-from sppo_hub.run_manifest import RunManifest, open_run_manifest
-from sppo_hub.run_resume import check_resume_changes, check_run_folder
+from sppo_hub.loop.recipe import load_recipe
+from sppo_hub.loop.preflight import check_model_source, preflight
+from sppo_hub.loop.manifest import RunManifest
+from sppo_hub.loop.resume import open_run_manifest
+from sppo_hub.loop.resume import check_resume_changes, check_run_folder
 
 
 def _recipe(tmp_path: Path, model: str, **extra) -> Path:
@@ -233,8 +234,8 @@ def test_stale_publish_temp_folders_are_removed(tmp_path, monkeypatch):
 
 def test_report_to_reaches_the_training_arguments(tmp_path, tiny_model_dir):
     """`training.report_to` is TrainingArguments' own field (default none, offline); the train stage passes it."""
-    from sppo_hub.stages.train import trainer_kwargs
-    from sppo_hub.trainer import SPPOConfig
+    from sppo_hub.loop.stages.train import trainer_kwargs
+    from sppo_hub.train.config import SPPOConfig
 
     default = load_recipe(_recipe(tmp_path, str(tiny_model_dir)))
     assert SPPOConfig(**trainer_kwargs(default, tmp_path / "t")).report_to in ([], "none", ["none"])

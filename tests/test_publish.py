@@ -13,7 +13,7 @@ from sppo_hub.hub.publish import ArtifactConflictError, HubPublisher
 
 
 def _iteration_datasets(seed: int = 0):
-    from sppo_hub.data import build_table_dataset, build_pairs_dataset, build_triplets_dataset
+    from sppo_hub.core.data import build_table_dataset, build_pairs_dataset, build_triplets_dataset
 
     rng = np.random.default_rng(seed)
     prompts = [f"question {i}?" for i in range(4)]
@@ -146,7 +146,7 @@ def test_bad_input_is_refused_before_anything_is_published(local_hub, tiny_model
 
 def test_cli_publish_data_and_model(local_hub, tiny_model_dir, tmp_path, capsys):
     from sppo_hub.cli import main
-    from sppo_hub.data import save_iteration_datasets
+    from sppo_hub.core.data import save_iteration_datasets
 
     table, pairs, triplets = _iteration_datasets(seed=3)
     data_dir = save_iteration_datasets(tmp_path / "data", {"table": table, "pairs": pairs, "triplets": triplets},

@@ -10,7 +10,7 @@ import pytest
 
 from sppo_hub.judges import JudgeConfig, load_judge
 from sppo_hub.judges.rule_based import CorrectnessJudge, arithmetic_reference, extract_answer, is_correct
-from sppo_hub.preference import pairwise_probabilities, win_rates
+from sppo_hub.core.preference import pairwise_probabilities, win_rates
 
 
 @pytest.mark.parametrize("prompt, value", [
@@ -107,7 +107,7 @@ def test_bad_configuration_names_the_field(tmp_path):
 
 def test_space_reranking_picks_the_correct_answer():
     """What the Space does with this judge: best-of-n picks a correct candidate when there is one."""
-    from sppo_hub.space import rank_candidates
+    from sppo_hub.space.chat import rank_candidates
 
     candidates = ["To add these numbers we first", "The answer is 41.", "17 + 25 = 42", "42 is the answer, or 43."]
     rates = rank_candidates(CorrectnessJudge(), "What is 17 + 25? Answer with the number.", candidates)

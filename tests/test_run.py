@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sppo_hub.config import load_recipe
-from sppo_hub.run import run_from_config
+from sppo_hub.loop.recipe import load_recipe
+from sppo_hub.loop.run import run_from_config
 
 pytestmark = pytest.mark.slow
 TESTS_DIR = Path(__file__).resolve().parent

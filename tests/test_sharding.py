@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sppo_hub.sharding import (
+from sppo_hub.io.sharding import (
     Shard,
     chunk_ranges,
     merge_chunks,

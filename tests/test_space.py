@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sppo_hub.preference import pairwise_probabilities, win_rates
+from sppo_hub.core.preference import pairwise_probabilities, win_rates
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -60,7 +60,8 @@ def space_app(tiny_model_dir, second_model_dir, judge_spec):
     """The app, launched once for the module (queue of 1: concurrent users must wait their turn)."""
     from gradio_client import Client
 
-    from sppo_hub.space import SpaceConfig, launch
+    from sppo_hub.space.config import SpaceConfig
+    from sppo_hub.space.app import launch
 
     config = SpaceConfig(model=str(tiny_model_dir), compare_models=[str(second_model_dir)], judge_type=judge_spec[0],
                          judge=judge_spec[1], device="cpu", max_n=6, max_new_tokens=24, default_max_new_tokens=12,
@@ -140,7 +141,8 @@ def test_missing_model_is_reported_in_the_ui(tmp_path, space_judge):
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    from sppo_hub.space import SpaceConfig, launch
+    from sppo_hub.space.config import SpaceConfig
+    from sppo_hub.space.app import launch
 
     config = SpaceConfig(model=str(tmp_path / "no-such-model"), judge_type="callable", judge="unused:x_never_loaded")
     demo = launch(config, judge=space_judge, prevent_thread_lock=True)
@@ -152,7 +154,7 @@ def test_missing_model_is_reported_in_the_ui(tmp_path, space_judge):
 
 
 def test_generation_is_time_limited_and_history_fits_the_budget(tiny_model_dir):
-    from sppo_hub.space import ChatModel
+    from sppo_hub.space.chat import ChatModel
 
     chat = ChatModel(str(tiny_model_dir), device="cpu", max_time=1e-6)
     tok = chat.tokenizer
@@ -172,7 +174,7 @@ def test_generation_is_time_limited_and_history_fits_the_budget(tiny_model_dir):
 
 
 def test_space_config_from_env_and_bad_values(tmp_path):
-    from sppo_hub.space import SpaceConfig
+    from sppo_hub.space.config import SpaceConfig
 
     cfg_file = tmp_path / "sppo_space.json"
     cfg_file.write_text(json.dumps({"model": "org/run-iter3", "judge_type": "pairrm"}))
@@ -246,7 +248,7 @@ def test_deploy_to_the_local_hub(local_hub, tiny_model_dir, tmp_path, capsys, mo
             "--hardware", "cpu-upgrade", "--endpoint", local_hub.url]
     assert main(argv + ["--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "app.py" in out and "sppo_hub/space.py" in out and "SPPO_MODEL=sppo-org/tiny-run-iter3" in out
+    assert "app.py" in out and "sppo_hub/space/app.py" in out and "SPPO_MODEL=sppo-org/tiny-run-iter3" in out
     assert "s3cret" not in out and not local_hub.api.repo_exists(space, repo_type="space")
 
     assert main(argv) == 0
@@ -256,8 +258,8 @@ def test_deploy_to_the_local_hub(local_hub, tiny_model_dir, tmp_path, capsys, mo
     commits = api.list_repo_commits(space, repo_type="space")
     assert len(commits) == 2  # the initial commit + ONE deploy commit
     files = set(api.list_repo_files(space, repo_type="space"))
-    assert {"app.py", "requirements.txt", "README.md", "sppo_space.json", "sppo_hub/space.py",
-            "sppo_hub/judges/base.py", "sppo_hub/preference.py"} <= files
+    assert {"app.py", "requirements.txt", "README.md", "sppo_space.json", "sppo_hub/space/app.py",
+            "sppo_hub/judges/base.py", "sppo_hub/core/preference.py"} <= files
     assert not any("__pycache__" in f for f in files)
     local = Path(snapshot_download(space, repo_type="space", local_dir=tmp_path / "space"))
     meta = SpaceCard.load(local / "README.md").data
@@ -269,7 +271,7 @@ def test_deploy_to_the_local_hub(local_hub, tiny_model_dir, tmp_path, capsys, mo
 
     # The downloaded Space works: its app.py, with its bundled sppo_hub, loads the model from the Hub and answers.
     check = ("import sys, runpy; sys.path.insert(0, '.'); g = runpy.run_path('app.py', run_name='space'); "
-             "import os, sppo_hub, sppo_hub.space as s; "
+             "import os, sppo_hub, sppo_hub.space.app as s; "
              "assert sppo_hub.__file__.startswith(os.getcwd()), sppo_hub.__file__; "
              "res = g['demo'].sppo_resources; print('MODEL', res.model(res.config.model).name); "
              "print('ANSWER', repr(s.best_of_n(res, [{'role': 'user', 'content': 'hi'}], 1, 0.7, 8)[1][0]))")
@@ -286,7 +288,7 @@ def test_deploy_to_the_local_hub(local_hub, tiny_model_dir, tmp_path, capsys, mo
                     repo_type="space")
     assert main(argv) == 0
     files = set(api.list_repo_files(space, repo_type="space"))
-    assert "sppo_hub/removed_module.py" not in files and "sppo_hub/space.py" in files
+    assert "sppo_hub/removed_module.py" not in files and "sppo_hub/space/app.py" in files
     assert len(api.list_repo_commits(space, repo_type="space")) == 4
 
 
@@ -351,7 +353,8 @@ def _run_folder(tiny_model_dir, tmp_path, judge: dict):
 
 
 def test_default_judge_is_the_runs_and_errors_are_whole(tiny_model_dir, tmp_path, local_hub):
-    from sppo_hub.space import Resources, SpaceConfig
+    from sppo_hub.space.app import Resources
+    from sppo_hub.space.config import SpaceConfig
 
     spec = f"{Path(__file__).resolve()}:prefer_varied"
     folder = _run_folder(tiny_model_dir, tmp_path, {"type": "callable", "callable": spec, "batch_size": 4})
@@ -391,7 +394,8 @@ def test_space_run_fails_clearly_instead_of_serving(tiny_model_dir, capsys):
 
 
 def test_answers_cut_by_a_limit_are_flagged(tiny_model_dir, space_judge):
-    from sppo_hub.space import Resources, SpaceConfig, best_of_n, cut_notice
+    from sppo_hub.space.app import Resources, best_of_n, cut_notice
+    from sppo_hub.space.config import SpaceConfig
 
     messages = [{"role": "user", "content": "Tell a long story"}]
     timed = SpaceConfig(model=str(tiny_model_dir), device="cpu", time_limit_s=1e-6, max_new_tokens=400)

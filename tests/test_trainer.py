@@ -9,7 +9,8 @@ import pytest
 import torch
 from datasets import Dataset
 
-from sppo_hub.trainer import SPPOConfig, SPPOTrainer, add_initial_logps, loss_history, save_policy, train_policy
+from sppo_hub.train.config import SPPOConfig
+from sppo_hub.train.trainer import SPPOTrainer, add_initial_logps, loss_history, save_policy, train_policy
 
 
 def pairs(n: int = 4) -> Dataset:
@@ -238,7 +239,7 @@ def test_dtypes_follow_hardware_and_base(tiny_model_dir, tmp_path):
     """CPU: bf16 off (TRL's default would be on), fp32 weights while training, the bf16 base's dtype on disk."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sppo_hub.trainer import training_dtypes
+    from sppo_hub.train.precision import training_dtypes
 
     assert SPPOConfig(output_dir=str(tmp_path), use_cpu=True).bf16 is False
     assert SPPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=True).bf16 is True  # asked for: kept

@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import build_iteration_datasets, judged_kind, load_judged_dataset, save_iteration_datasets
+    from ..core.data import build_iteration_datasets, judged_kind, load_judged_dataset, save_iteration_datasets
 
     from .errors import reading
 

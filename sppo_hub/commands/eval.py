@@ -72,7 +72,7 @@ def _check_files(args: argparse.Namespace, *names: str) -> None:
     """Input files named by flags exist (and JSON Lines parse) before any model, endpoint or output is touched."""
     from pathlib import Path
 
-    from ..cli import UserError
+    from .errors import UserError
     from .errors import check_jsonl
 
     for name in names:
@@ -85,7 +85,7 @@ def _check_files(args: argparse.Namespace, *names: str) -> None:
 
 
 def _alpaca(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+    from .errors import UserError
 
     if not (args.model or args.outputs or args.annotations):
         raise UserError("--model, --outputs or --annotations is required")
@@ -113,7 +113,7 @@ def _alpaca(args: argparse.Namespace) -> int:
 
 
 def _mt_bench(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+    from .errors import UserError
 
     if not (args.model or args.answers):
         raise UserError("--model or --answers is required")
@@ -141,7 +141,7 @@ def _mt_bench(args: argparse.Namespace) -> int:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+    from .errors import UserError
 
     if not args.model:
         raise UserError("--model is required")

@@ -45,7 +45,7 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+    from .errors import UserError
 
     if args.action == "merge":
         from ..generation import merge_generations
@@ -63,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
         return _data_parallel(args)
 
     from ..generation import SamplingConfig, generate_responses
-    from ..prompts import load_prompts
+    from ..io.prompts import load_prompts
 
     prompts = load_prompts(args.prompts, split=args.split, column=args.column, config_name=args.config_name)
     if args.limit is not None:
@@ -87,10 +87,10 @@ def _check_inputs(args: argparse.Namespace) -> None:
     """Model folder/repo, backend, sampling values and --shard, checked before anything is loaded or written."""
     import importlib.util
 
-    from ..cli import UserError
+    from .errors import UserError
     from ..generation import SamplingConfig
-    from ..preflight import check_model_source
-    from ..sharding import parse_shard
+    from ..loop.preflight import check_model_source
+    from ..io.sharding import parse_shard
 
     from pathlib import Path
 
@@ -116,7 +116,7 @@ def _check_inputs(args: argparse.Namespace) -> None:
 
 def _data_parallel(args: argparse.Namespace) -> int:
     """One child process per shard with its own CUDA_VISIBLE_DEVICES, then a merge."""
-    from ..cli import UserError
+    from .errors import UserError
     from ..generation import merge_generations
     from ..generation.vllm_backend import data_parallel_plan
 

@@ -61,7 +61,7 @@ def _hub_errors(handler):
     def run(args: argparse.Namespace) -> int:
         from huggingface_hub.errors import HfHubHTTPError
 
-        from ..cli import UserError
+        from .errors import UserError
 
         from contextlib import nullcontext
 
@@ -101,7 +101,7 @@ def _unreachable(err: BaseException) -> bool:
 def _serve(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from ..cli import UserError
+    from .errors import UserError
     from ..hub.server import ServerLimits, make_server
 
     limits = ServerLimits()
@@ -156,7 +156,7 @@ def _publisher(args: argparse.Namespace):
 
 
 def _publish_data(args: argparse.Namespace) -> int:
-    from ..data import load_data_info, load_iteration_datasets
+    from ..core.data import load_data_info, load_iteration_datasets
 
     ds = load_iteration_datasets(args.path)
     data_info = load_data_info(args.path)

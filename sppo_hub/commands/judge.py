@@ -35,7 +35,7 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+    from .errors import UserError
 
     if args.action == "merge":
         from ..judges.stage import merge_judged
@@ -57,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     from .errors import reading
 
     if args.judge == "callable":
-        from ..preflight import check_callable_spec
+        from ..loop.preflight import check_callable_spec
 
         try:
             check_callable_spec(args.judge_callable, "--judge-callable")

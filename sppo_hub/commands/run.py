@@ -48,7 +48,7 @@ def register(subparsers) -> None:
 
 def recipe_and_overrides(args: argparse.Namespace) -> tuple[str, list[str]]:
     """The recipe path (positional or --config) and the overrides, checked for usage errors."""
-    from ..cli import UserError
+    from .errors import UserError
 
     overrides = list(args.overrides)
     recipe = args.recipe
@@ -68,16 +68,16 @@ def recipe_and_overrides(args: argparse.Namespace) -> tuple[str, list[str]]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..console import configure_threads, quiet_libraries
+    from ..io.console import configure_threads, quiet_libraries
 
     quiet_libraries(verbose=args.verbose)  # before transformers, datasets, huggingface_hub are imported
     configure_threads()
-    from ..config import load_recipe
-    from ..preflight import preflight
+    from ..loop.recipe import load_recipe
+    from ..loop.preflight import preflight
 
     recipe, overrides = recipe_and_overrides(args)
     config = load_recipe(recipe, overrides)
-    from ..distributed import ensure_process_group, process_info
+    from ..loop.ranks import ensure_process_group, process_info
 
     # torchrun / accelerate launch: join the process group first (the checks may build TrainingArguments, which
     # would start one of their own on the main process alone), then the main process checks alone.
@@ -90,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
             print(plan.describe())
             print("check passed: nothing was computed or written")
         return 0
-    from ..run import run_from_config
+    from ..loop.run import run_from_config
 
     run_from_config(config, resume=args.resume, hub_port=args.hub_port, prompts=plan.prompt_pool if plan else None)
     return 0

@@ -61,7 +61,7 @@ def register(subparsers) -> None:
 def judge_flags(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """(judge type, judge model) from --judge/--judge-model, accepting the earlier meaning with a warning:
     `--judge-type T` (now --judge T) and `--judge MODEL` (now --judge-model MODEL)."""
-    from ..cli import UserError
+    from .errors import UserError
     from ..judges.base import JUDGE_TYPES
 
     kind, model = args.judge, args.judge_model
@@ -87,9 +87,9 @@ def _deploy(args: argparse.Namespace) -> int:
 
     from huggingface_hub.errors import HfHubHTTPError
 
-    from ..cli import UserError
+    from .errors import UserError
     from ..hub.endpoint import use_endpoint
-    from ..space import deploy_space, plan_deploy
+    from ..space.deploy import deploy_space, plan_deploy
 
     try:
         with use_endpoint(args.endpoint) if args.endpoint else nullcontext():
@@ -113,8 +113,9 @@ def _deploy(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..cli import UserError
-    from ..space import SpaceConfig, launch
+    from .errors import UserError
+    from ..space.config import SpaceConfig
+    from ..space.app import launch
 
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port {args.port}: use a TCP port between 1 and 65535 (0 picks a free one)")

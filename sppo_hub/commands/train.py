@@ -57,7 +57,7 @@ def build_parser():
     """The TrlParser of this command: TrainScriptArguments + SPPOConfig, with this command's defaults."""
     from trl import TrlParser
 
-    from ..trainer import SPPOConfig
+    from ..train.config import SPPOConfig
 
     parser = TrlParser((TrainScriptArguments, SPPOConfig), prog="sppo-hub train",
                        description="Train --model on the pairs in --data with SPPO (or sppo_hard, dpo, ipo, inpo) "
@@ -96,8 +96,8 @@ def parse(argv: list[str]):
 
 
 def _check(script: TrainScriptArguments, config, argv: list[str]) -> None:
-    from ..cli import UserError
-    from ..preflight import check_model_source
+    from .errors import UserError
+    from ..loop.preflight import check_model_source
 
     if script.merge and not script.lora:
         raise UserError("--merge only applies with --lora (full fine-tuning always saves the full model).")
@@ -122,7 +122,7 @@ def _load_pairs(path: str):
     if not p.exists():
         raise ValueError(f"--data {path} does not exist; pass pairs.parquet or a `sppo-hub build-data` folder.")
     if p.is_dir():
-        from ..data import load_iteration_datasets
+        from ..core.data import load_iteration_datasets
 
         sets = load_iteration_datasets(p)
         if "pairs" not in sets:
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import shutil
 
-    from ..cli import UserError
+    from .errors import UserError
     from .errors import reading
 
     argv = list(args.argv)
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     with reading("--data", script.data):
         pairs = _load_pairs(script.data)
 
-    from ..trainer import train_policy
+    from ..train.trainer import train_policy
 
     out = Path(script.out)
     if config.output_dir in (None, "", "trainer_output"):  # TrainingArguments' own default: keep it beside --out
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     if script.lora:
         from peft import LoraConfig
 
-        from ..config import split_module_names
+        from ..loop.config import split_module_names
 
         lora = LoraConfig(r=script.lora_r, lora_alpha=script.lora_alpha or 2 * script.lora_r, task_type="CAUSAL_LM",
                           target_modules=split_module_names(script.lora_target_modules))

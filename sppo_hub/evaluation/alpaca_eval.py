@@ -137,7 +137,7 @@ def annotate_with_judge(outputs: list[dict], reference: list[dict], judge) -> li
     preference = 1 + P(model output beats reference), with both presentation orders averaged
     (alpaca_eval's convention: 1 = output_1 (baseline) wins, 2 = output_2 (model) wins).
     """
-    from ..preference import pairwise_probabilities
+    from ..core.preference import pairwise_probabilities
 
     outputs = align_outputs(outputs, reference, allow_empty=True)
     tables = judge.pairwise_tables([r["instruction"] for r in reference],

@@ -1,6 +1,6 @@
 """Evaluation config, the per-iteration hook, and results in the Hub (card model-index + raw files).
 
-`evaluate_iteration(model, EvalConfig(...), publish=...)` is what `sppo_hub.run` calls after each
+`evaluate_iteration(model, EvalConfig(...), publish=...)` is what `sppo_hub.loop.run` calls after each
 iteration; it runs the configured benchmarks and, when publishing, writes the card's model-index
 (huggingface_hub's `EvalResult` / `ModelCard`) and the raw outputs and judgments in one commit.
 """

@@ -102,7 +102,7 @@ class TransformersGenerator(Generator):
         passes = [(k, seed) for k, seed in enumerate(s.sample_seeds)] if s.per_sample_seeds else [(0, int(s.seed))]
         per_pass = 1 if s.per_sample_seeds else int(s.num_samples)
         new_tokens, started = 0, time.perf_counter()
-        from ..console import short_name
+        from ..io.console import short_name
 
         bar = tqdm(total=len(prompts) * len(passes), desc=f"generate ({short_name(self.name)})", unit="prompt",
                    disable=not self.show_progress, leave=False)

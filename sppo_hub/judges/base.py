@@ -2,7 +2,7 @@
 
 A judge reads each presentation "response i first, response j second" and returns its raw verdict
 that i beats j, either as a logit or as a probability (`output_kind`). Both orders are present, so
-position bias can be cancelled later by `sppo_hub.preference.pairwise_probabilities`; the diagonal
+position bias can be cancelled later by `sppo_hub.core.preference.pairwise_probabilities`; the diagonal
 is unused and filled with 0 (logits) or 0.5 (probs).
 """
 

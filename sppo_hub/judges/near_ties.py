@@ -8,7 +8,7 @@ margin / 2: if the exact best b* were outside the near-tie set S = {i : w_i >= m
 rates w, then w_b* < max(w) - margin, and exact-vs-fast errors below margin / 2 would make b* lose to the fast
 best in the exact rates too. Re-judging every pair that involves a member of S makes its members' rates exact.
 
-Win rates follow `sppo_hub.preference` (the run's `data.rule`, the paper's diagonal); under "mean_score" they
+Win rates follow `sppo_hub.core.preference` (the run's `data.rule`, the paper's diagonal); under "mean_score" they
 order responses exactly as llm-blender's score does. Pure functions, tested against hand-computed tables.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..preference import pairwise_probabilities, win_rates
+from ..core.preference import pairwise_probabilities, win_rates
 
 
 def near_tie_responses(table, margin: float, kind: str = "logits", rule: str = "pairwise") -> list[int]:

@@ -15,7 +15,7 @@ import logging
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..preference import sigmoid
+from ..core.preference import sigmoid
 from .base import JudgeConfig, PairwiseJudge, resolve_device_and_dtype, validate_judge_inputs
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 `judge_dataset(judge, generated)` adds `raw_table` (the judge's K x K output as a list of lists) and
 `table_kind` ("logits" or "probs") to the generation rows. With `out_dir`, each chunk of prompts is
-saved as soon as it is judged (`sppo_hub.sharding`), so a judge that fails midway loses nothing
+saved as soon as it is judged (`sppo_hub.io.sharding`), so a judge that fails midway loses nothing
 already judged and a rerun continues where it stopped.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..sharding import Shard, atomic_write_parquet, merge_chunks, parse_shard, run_sharded, shard_range
+from ..io.sharding import Shard, atomic_write_parquet, merge_chunks, parse_shard, run_sharded, shard_range
 from .base import PairwiseJudge
 
 JUDGED_FILE = "judged.parquet"
@@ -30,7 +30,8 @@ def load_generated(path: str | os.PathLike):
     if not path.exists():
         raise FileNotFoundError(f"--generated: {path} does not exist; write it with `sppo-hub generate --out {path}`")
     if path.is_dir():
-        from ..generation.base import GENERATED_FILE, merge_generations
+        from ..generation.base import GENERATED_FILE
+        from ..generation.responses import merge_generations
 
         if (path / GENERATED_FILE).exists():
             return Dataset.from_parquet(str(path / GENERATED_FILE))

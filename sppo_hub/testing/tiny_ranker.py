@@ -26,7 +26,7 @@ def build_tiny_pairrm_tokenizer(vocab_size: int = 600):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from sppo_hub.judges.pairrm import PAIRRM_SPECIAL_TOKENS
+    from sppo_hub.judges.pairrm_model import PAIRRM_SPECIAL_TOKENS
 
     specials = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
     backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -51,7 +51,7 @@ def load_base_tokenizer(path: str | Path):
     """A local BERT-style tokenizer ([CLS] x [SEP], a [SEP] and [PAD] token) with PairRM's prefix tokens added."""
     from transformers import AutoTokenizer
 
-    from sppo_hub.judges.pairrm import PAIRRM_SPECIAL_TOKENS
+    from sppo_hub.judges.pairrm_model import PAIRRM_SPECIAL_TOKENS
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.sep_token is None or tokenizer.pad_token is None or tokenizer.cls_token is None:
@@ -87,7 +87,7 @@ def build_tiny_pairrm(
     import torch
     from transformers import DebertaV2Config
 
-    from sppo_hub.judges.pairrm import PairRMModel
+    from sppo_hub.judges.pairrm_model import PairRMModel
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .app import HubServer, ServerLimits
-from .storage import HubError, Storage
+from .validation import HubError
+from .storage import Storage
 
 __all__ = ["HubError", "LocalHub", "ServerLimits", "serve", "start_local_hub", "make_server"]
 
