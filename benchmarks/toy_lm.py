@@ -164,7 +164,7 @@ def sampler(model_dir: Path, k: int, seed: int):
 
 
 def mixture_sampler(models: dict[int, Path], weights: dict[int, float], k: int, seed: int):
-    """`sppo_hub.generation.mixture.MixtureGenerator` over iterates: each response from an iterate drawn by weight."""
+    """`sppo_hub.generation.factory.MixtureGenerator` over iterates: each response from an iterate drawn by weight."""
     from sppo_hub.generation import SamplingConfig
     from sppo_hub.generation.transformers_backend import TransformersGenerator
     from sppo_hub.generation.factory import MixtureGenerator
