@@ -12,7 +12,7 @@ best/worst pairs, and `SPPOTrainer` fits pi_{t+1} with pi_t as the (precomputed)
 
 Methods: sppo, sppo_hard, dpo, ipo, and sppo with `sppo_hub.equilibrium.options`'s options ("sppo+all", "sppo+explore",
 "sppo+reg", "sppo+all+explore+reg"): explore adds E candidates per prompt from a uniformly drawn earlier iterate
-(`mixture.MixtureGenerator` over pi_0..pi_{t-1}) and re-estimates win rates against pi_t's K samples
+(`generation.factory.MixtureGenerator` over pi_0..pi_{t-1}) and re-estimates win rates against pi_t's K samples
 (`equilibrium.explored_table_dataset`); all trains every response on its own target (`equilibrium.all_response_pairs`);
 reg mixes pi_0 into the reference (`SPPOConfig.reference_mix` with `trainer.add_initial_logps`).
 

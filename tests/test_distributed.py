@@ -237,7 +237,7 @@ def test_torchrun_kill_either_process_then_resume(one_process, tmp_path, tiny_mo
 
 def test_accelerate_fsdp_recipe_matches_one_process(one_process, tmp_path, tiny_model_dir):
     # The recipe as shipped: FSDP2, full state dict gathered for saving, cpu_ram_efficient_loading (rank 0 reads
-    # the weights; the trainer loads the reference in full on every rank, see distributed.py).
+    # the weights; the trainer loads the reference in full on every rank, see train/precision.py).
     recipe = _recipe(tmp_path, tiny_model_dir, "run", 2, publish=False)
     _run(_accelerate("fsdp.yaml", recipe), _env(tmp_path / "hub"), tmp_path)
     _assert_same_training(tmp_path / "run", one_process / "run", tiny_model_dir)
