@@ -95,3 +95,29 @@ def test_accelerate_cpu_flag_with_several_processes_is_refused_before_any_work()
     assert launch("--cpu", "--num_processes=1", ACCELERATE_USE_CPU="True").returncode == 0
     assert launch("--num_processes", "2", ACCELERATE_USE_CPU="True", WORLD_SIZE="2").returncode == 0  # torchrun-style
     assert launch("--num_processes", "2").returncode == 0  # not an accelerate --cpu launch
+
+
+def test_last_batch_follows_the_trainer_and_accelerate_rules():
+    from sppo_hub.train.shares import describe_last_batch, last_batch
+
+    assert last_batch(8, 4, 2, drop_last=False, processes=2)["handling"] == "none"
+    assert describe_last_batch(last_batch(8, 4, 2, drop_last=False, processes=2), 1) is None
+    short = last_batch(7, 4, 2, drop_last=False, processes=1)
+    assert (short["handling"], short["remainder"], short["repeated_per_epoch"]) == ("short", 3, 0)
+    assert describe_last_batch(short, 1) is None  # one process: what the Trainer always did, nothing to flag
+    repeated = last_batch(5, 4, 1, drop_last=False, processes=2)  # the case: 5 pairs, global batch 4
+    assert (repeated["handling"], repeated["repeated_per_epoch"]) == ("repeated", 3)
+    assert "repeats 3 pair(s)" in describe_last_batch(repeated, 2)
+    dropped = last_batch(5, 4, 1, drop_last=True, processes=2)
+    assert (dropped["handling"], dropped["dropped_per_epoch"]) == ("dropped", 1)
+    assert "1 of 5 pairs" in describe_last_batch(dropped, 1)
+
+
+def test_fsdp_on_cpu_is_named_a_ddp_fallback(monkeypatch):
+    from sppo_hub.train.shares import fsdp_falls_back_to_ddp
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert fsdp_falls_back_to_ddp(cpu_training=True)
+    assert not fsdp_falls_back_to_ddp(cpu_training=False)
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "false")
+    assert not fsdp_falls_back_to_ddp(cpu_training=True)

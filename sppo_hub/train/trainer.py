@@ -29,6 +29,7 @@ from ..core import losses
 from ..equilibrium.options import mix_log_probs
 from .config import SPPOConfig
 from .precision import fsdp_loads_weights_on_rank0_only, full_weights_on_every_rank, load_causal_lm, training_dtypes
+from .shares import engine_name, gather_from_ranks
 
 __all__ = [
     "PROBABILITY_COLUMNS", "DataCollatorForSPPO", "SPPOTrainer", "add_initial_logps", "loss_history",
@@ -142,6 +143,8 @@ class SPPOTrainer(DPOTrainer):
         if self.loss_name in losses.SPPO_LOSSES:
             available.pop("beta")  # eta already holds it; passing both would only re-check 1/eta
         per_example = self.loss_fn(**{k: v for k, v in available.items() if k in self._loss_params})
+        if mode == "train":  # this process's share, counted where the pairs meet the loss (see train.shares)
+            self.pairs_trained = getattr(self, "pairs_trained", 0) + int(per_example.shape[0])
         loss = per_example.mean()
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
@@ -285,7 +288,8 @@ def train_policy(
     `revision` / `trust_remote_code` go to every `from_pretrained` of `model`; `model_dtype` (a torch dtype name,
     not "auto") loads the policy and reference in that dtype instead of the one chosen from the hardware.
 
-    Returns the training metrics plus `loss_history` ([(step, loss)]) and `log_history` (the raw log records).
+    Returns the training metrics plus `loss_history` ([(step, loss)]), `log_history` (the raw log records) and
+    `shares` (the engine in use, the pairs each process trained on, the optimizer steps; see train.shares).
     """
     from transformers import AutoConfig, AutoTokenizer
 
@@ -316,6 +320,10 @@ def train_policy(
         trainer.remove_callback(PrinterCallback)
         trainer.add_callback(progress)
     result = trainer.train()
+    shares = {"engine": engine_name(trainer),
+              "pairs_per_rank": gather_from_ranks(getattr(trainer, "pairs_trained", 0)),
+              "optimizer_steps": trainer.state.global_step}
     if output_dir is not None:
         save_policy(trainer, output_dir, merge=merge, dtype=save_dtype)
-    return {**result.metrics, "loss_history": loss_history(trainer), "log_history": list(trainer.state.log_history)}
+    return {**result.metrics, "loss_history": loss_history(trainer), "log_history": list(trainer.state.log_history),
+            "shares": shares}

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import RunConfig
 from ..ranks import train_on_cpu
+from ...train.shares import FSDP_ON_CPU_NOTE, describe_last_batch, fsdp_falls_back_to_ddp, last_batch
 from . import equilibrium
 from .context import RunContext, set_seed
 
@@ -69,6 +70,13 @@ def train(ctx: RunContext, t: int, timer, data: dict) -> dict:
 
         lora = LoraConfig(r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
                           target_modules=list(tc.lora_target_modules), task_type="CAUSAL_LM")
+    remainder = last_batch(len(pairs), args.per_device_train_batch_size * args.gradient_accumulation_steps
+                           * ctx.process.world_size, args.num_train_epochs, args.dataloader_drop_last,
+                           ctx.process.world_size)
+    if ctx.process.is_main and (note := describe_last_batch(remainder, t)):
+        ctx.console.print(f"  [yellow]{note}[/yellow]")
+    if ctx.process.is_main and fsdp_falls_back_to_ddp(kwargs.get("use_cpu", False)):
+        ctx.console.print(f"  [yellow]iteration {t}: {FSDP_ON_CPU_NOTE}[/yellow]")
     set_seed(ctx.config.seed + t)
     with timer.computing():
         load = ctx.config.policy_load_kwargs(base=t == 1)  # model.revision / trust_remote_code / dtype
@@ -82,5 +90,6 @@ def train(ctx: RunContext, t: int, timer, data: dict) -> dict:
     global_batch = tc.per_device_train_batch_size * tc.gradient_accumulation_steps * ctx.process.world_size
     return {"path": str(final), "reference": policy, "seed": ctx.config.seed + t, "lora": tc.use_lora,
             "processes": ctx.process.world_size, "global_batch_size": global_batch,
+            "shares": metrics.get("shares", {}), "last_batch": remainder,
             "loss_history": [list(x) for x in metrics.get("loss_history", [])],
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
