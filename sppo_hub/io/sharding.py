@@ -164,19 +164,22 @@ class ChunkStore:
 
 def run_sharded(
     items: Sequence[Any],
-    process: Callable[[list[int], list[Any]], list[dict]],
+    process: Callable[[list[int], list[Any]], list[dict]] | None,
     out_dir: str | Path | None,
     shard: "Shard | str | None" = None,
     chunk_size: int = 64,
     fingerprint: dict | None = None,
     desc: str = "chunks",
     show_progress: bool = True,
+    executor: Any = None,
 ) -> list[dict]:
     """Run `process(ids, items)` over this shard's chunks and return the shard's rows in id order.
 
     With `out_dir`, finished chunks are read back instead of recomputed and every new chunk is
     saved as soon as it is done; without it, everything stays in memory. `show_progress=False`
-    prints nothing (no bar, no resume note).
+    prints nothing (no bar, no resume note). `executor` (e.g. `io.ray_executor.RayChunkExecutor`) runs the
+    unfinished chunks elsewhere instead of `process`: its `map(jobs)` yields (ids, rows) as chunks finish,
+    and this process writes each chunk file as it arrives.
     """
     shard = parse_shard(shard)
     chunks = chunk_ranges(shard_range(len(items), shard, chunk_size), chunk_size)
@@ -186,20 +189,20 @@ def run_sharded(
     if show_progress and len(todo) < len(chunks):
         tqdm.write(f"{desc}: resuming shard {shard}, {len(chunks) - len(todo)} of {len(chunks)} chunks already done",
                    file=sys.stderr)
-    rows: list[dict] = []
+    by_start = {c.start: store.read(path) for c in chunks if (path := done.get(c.start)) is not None}
+    jobs = [(list(c), [items[i] for i in c]) for c in todo]
+    results = executor.map(jobs) if executor is not None else ((ids, process(ids, batch)) for ids, batch in jobs)
     # A bar of one chunk says nothing the processor's own bar (prompts, pairs) does not: two nested bars would.
+    # On an executor the processors' own bars stay silent (they run elsewhere): the chunk bar is the display.
     with tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc=f"{desc} (shard {shard})", unit="chunk",
-              leave=False, disable=not show_progress or len(todo) <= 1) as bar:
-        for chunk in chunks:
-            if done.get(chunk.start) is not None:
-                rows.extend(store.read(done[chunk.start]))
-                continue
-            new = process(list(chunk), [items[i] for i in chunk])
+              leave=False, disable=not show_progress or (len(todo) <= 1 and executor is None)) as bar:
+        for ids, new in results:
+            chunk = range(ids[0], ids[-1] + 1)
             if store is not None:
                 store.write(shard, chunk, new)
-            rows.extend(new)
+            by_start[chunk.start] = new
             bar.update(1)
-    return rows
+    return [row for c in chunks for row in by_start[c.start]]
 
 
 def missing_shards(out_dir: str | Path) -> tuple[int, list[str]]:
@@ -237,6 +240,22 @@ def _collect(out_dir: Path) -> dict[tuple[int, int], list[range]]:
             if c:
                 found.setdefault((int(m.group(1)), int(m.group(2))), []).append(range(int(c.group(1)), int(c.group(2))))
     return found
+
+
+def unfinished_items(out_dir: str | Path) -> int:
+    """How many items of a sharded output folder no chunk file covers yet (under any shard count)."""
+    out_dir = Path(out_dir)
+    if not (out_dir / MANIFEST).exists():
+        raise FileNotFoundError(f"out_dir: {out_dir} has no {MANIFEST}; run the stage with --out {out_dir} first")
+    num_items = int(json.loads((out_dir / MANIFEST).read_text())["num_items"])
+    done = {i for chunks in _collect(out_dir).values() for c in chunks for i in c}
+    return num_items - len(done & set(range(num_items)))
+
+
+def work_by_shard(out_dir: str | Path) -> list[dict]:
+    """[{shard: "i/n", chunks, items}] of the chunk files each worker wrote, in this session or an earlier one."""
+    return [{"shard": str(Shard(index, count)), "chunks": len(chunks), "items": sum(len(c) for c in chunks)}
+            for (index, count), chunks in sorted(_collect(Path(out_dir)).items(), key=lambda kv: (kv[0][1], kv[0][0]))]
 
 
 def merge_chunks(out_dir: str | Path) -> list[dict]:

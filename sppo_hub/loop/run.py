@@ -41,8 +41,8 @@ def algorithm_1(ctx: RunContext) -> None:
     if compare_heldout:
         stage(0, "baseline", compare.baseline)
     for t in range(1, cfg.iterations + 1):
-        generated = stage(t, "generate", generate.generate)
-        judged = stage(t, "judge", judge.judge, generated)
+        generated = stage(t, "generate", generate.generate, all_ranks=True)  # each rank its chunks
+        judged = stage(t, "judge", judge.judge, generated, all_ranks=True)
         datasets = stage(t, "data", data.build_data, judged)
         published_data = stage(t, "publish_data", publish.publish_data, datasets) if cfg.publish.enabled else {}
         stage(t, "train", train.train, datasets, all_ranks=True)

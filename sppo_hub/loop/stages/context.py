@@ -71,7 +71,7 @@ def run_stage(ctx: RunContext, iteration: int, name: str, fn: Callable[..., dict
     """Run `fn(ctx, iteration, timer, *inputs)` unless the manifest has it; record its artifacts and timings.
 
     Main process: run and record (or reuse the record of an earlier session). Other processes: wait for
-    the main process's record; with `all_ranks` (training) first take part in `fn` themselves.
+    the main process's record; with `all_ranks` (generate, judge, train) first take part in `fn` themselves.
     """
     if not ctx.process.is_main:
         ctx.reload_manifest()
@@ -194,16 +194,20 @@ class RunContext:
         return path
 
     # -- the judge and the publisher, loaded once per run --------------------------------------
+    def judge_config(self):
+        """The recipe's judge section as the run loads it (the SmolLM2 alias resolved, the recheck rule filled)."""
+        jcfg = self.config.judge
+        if jcfg.model in SMOLLM2_ALIASES:
+            jcfg = replace(jcfg, model=resolve_model_path(jcfg.model, model_cache_dir()))
+        if "recheck_margin" in jcfg.extra:  # near ties are those of the rule that picks the pairs
+            jcfg = replace(jcfg, extra={"recheck_rule": self.config.data.rule, **jcfg.extra})
+        return jcfg
+
     def judge(self):
         if self._judge is None:
             from ...judges import load_judge
 
-            jcfg = self.config.judge
-            if jcfg.model in SMOLLM2_ALIASES:
-                jcfg = replace(jcfg, model=resolve_model_path(jcfg.model, model_cache_dir()))
-            if "recheck_margin" in jcfg.extra:  # near ties are those of the rule that picks the pairs
-                jcfg = replace(jcfg, extra={"recheck_rule": self.config.data.rule, **jcfg.extra})
-            self._judge = load_judge(jcfg)
+            self._judge = load_judge(self.judge_config())
         return self._judge
 
     def release_judge_for_vllm(self) -> None:

@@ -1,27 +1,49 @@
-"""Stage `generate`: K responses per prompt of iteration t, sampled from pi_{t-1}."""
+"""Stage `generate`: K responses per prompt of iteration t, sampled from pi_{t-1}.
+
+Every process of a launch takes part: rank i samples shard i/n of the chunk grid (each chunk saved as soon as
+it is done, so a killed rank resumes where it stopped); the main process merges the chunks, which are the
+1-process run's chunks byte for byte (a chunk's seed is its first prompt id, whoever samples it).
+"""
 
 from __future__ import annotations
 
+from ...train.precision import full_weights_on_every_rank
+from ..ranks import in_job_vllm_options, merge_when_complete, rank_shard
 from . import equilibrium
 from .context import RunContext, save_dataset_atomic, sha
 
 
 def generate(ctx: RunContext, t: int, timer) -> dict:
-    from ...generation import generate_responses
+    from ...generation import generate_responses, merge_generations
+    from ...io.sharding import work_by_shard
 
+    ray = ctx.config.ray if ctx.config.ray.enabled else None
+    if ray is not None and not ctx.process.is_main:
+        return {}  # the main process drives the Ray cluster, which does the work
     idx, prompts = ctx.iteration_prompts(t)
     out = ctx.iter_dir(t)
     sampling = ctx.sampling(t)
     model = ctx.policy_path(t - 1)
     ctx.release_judge_for_vllm()
     options = {**ctx.config.policy_load_kwargs(base=t == 1), **ctx.config.generation_kwargs}  # model.revision/dtype/...
-    with timer.computing():  # chunks saved under out/generate-chunks: a killed stage resumes mid-way
-        ds = generate_responses(model, prompts, sampling, backend=ctx.config.generation_backend,
-                                out_dir=out / "generate-chunks", **options)
+    if ctx.config.generation_backend == "vllm" and ctx.process.world_size > 1 and ray is None:
+        options = {**in_job_vllm_options(), **options}  # one engine per rank, on the rank's own device
+    chunks = out / "generate-chunks"
+    # Every rank loads the policy in full (under FSDP's cpu_ram_efficient_loading, `from_pretrained` would give
+    # ranks other than 0 zeros, and they would sample garbage).
+    with timer.computing(), full_weights_on_every_rank():  # this rank's chunks: a killed stage resumes mid-way
+        ds = generate_responses(model, prompts, sampling, backend=ctx.config.generation_backend, out_dir=chunks,
+                                shard=None if ray else rank_shard(ctx.process), show_progress=ctx.process.is_main,
+                                ray=ray, **options)
+    if not ctx.process.is_main:
+        return {}
+    if ctx.process.world_size > 1 and ray is None:
+        ds = merge_when_complete(ctx.process, chunks, merge_generations)
     ds = ds.remove_columns([c for c in ("prompt_id",) if c in ds.column_names]).add_column("prompt_id", idx)
     with timer.computing():  # extra candidates to judge (None unless equilibrium.exploration is on)
         extra = equilibrium.explore(ctx, t, prompts, sampling, out)
     if extra is not None:
         ds = equilibrium.with_candidates(ds, extra)
     path = save_dataset_atomic(ds, out / "generations")
-    return {"path": path, "policy": model, "seed": sampling.seed, "rows": len(ds), "sha": sha(ds["responses"])}
+    return {"path": path, "policy": model, "seed": sampling.seed, "rows": len(ds), "sha": sha(ds["responses"]),
+            "engine": "ray" if ray else "processes", "work": work_by_shard(chunks)}

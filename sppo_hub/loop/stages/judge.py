@@ -1,18 +1,39 @@
-"""Stage `judge`: P(y_i > y_j | x) for every ordered pair of iteration t's responses."""
+"""Stage `judge`: P(y_i > y_j | x) for every ordered pair of iteration t's responses.
+
+Every process of a launch takes part: rank i judges shard i/n of the prompts with its own copy of the judge
+(on its own device); the main process merges the chunks, identical to a 1-process run's.
+"""
 
 from __future__ import annotations
 
+from ...train.precision import full_weights_on_every_rank
+from ..ranks import merge_when_complete, rank_shard
 from .context import RunContext, load_dataset, save_dataset_atomic, sha
 
 
 def judge(ctx: RunContext, t: int, timer, generated: dict) -> dict:
-    from ...judges.stage import judge_dataset
+    from ...judges.stage import judge_dataset, merge_judged
+    from ...io.sharding import work_by_shard
 
     out = ctx.iter_dir(t)
+    ray = ctx.config.ray if ctx.config.ray.enabled else None
+    if ray is not None and not ctx.process.is_main:
+        return {}  # the main process drives the Ray cluster, whose actors each load the judge
     ds = load_dataset(generated["path"])
-    model = ctx.judge()
-    with timer.computing():  # chunks saved under out/judge-chunks: a killed stage resumes mid-way
-        ds = judge_dataset(model, ds, out_dir=out / "judge-chunks", batch_size=ctx.config.judge.batch_size)
+    if ray is None:
+        with full_weights_on_every_rank():  # not zeros off rank 0 under FSDP's cpu_ram_efficient_loading
+            model = ctx.judge()
+    chunks = out / "judge-chunks"
+    with timer.computing():  # this rank's chunks under out/judge-chunks: a killed stage resumes mid-way
+        ds = judge_dataset(ctx.judge_config() if ray else model, ds, out_dir=chunks,
+                           shard=None if ray else rank_shard(ctx.process), batch_size=ctx.config.judge.batch_size,
+                           show_progress=ctx.process.is_main, ray=ray)
+    if not ctx.process.is_main:
+        return {}
+    if ctx.process.world_size > 1 and ray is None:
+        ds = merge_when_complete(ctx.process, chunks, merge_judged)
     path = save_dataset_atomic(ds, out / "judged")
-    return {"path": path, "judge": getattr(model, "name", ctx.config.judge.type),
-            "output_kind": model.output_kind, "sha": sha(ds["raw_table"])}
+    kind = ds[0]["table_kind"] if len(ds) else ctx.config.judge.output_kind
+    return {"path": path, "judge": ctx.config.judge.type if ray else getattr(model, "name", ctx.config.judge.type),
+            "output_kind": kind, "sha": sha(ds["raw_table"]), "engine": "ray" if ray else "processes",
+            "work": work_by_shard(chunks)}
