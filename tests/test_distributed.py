@@ -136,12 +136,15 @@ def _assert_shares(run_dir: Path, engine: str, pairs_per_rank: list[int]) -> Non
 
 
 def _assert_split(run_dir: Path, prompts: int = 8) -> None:
-    """Generate and judge split across both ranks: each wrote half of every iteration's chunk files."""
+    """Generate and judge split across both ranks: each wrote half of every iteration's chunk files (and, for
+    generation, sampled half of the responses: 3 per prompt, their tokens counted)."""
     for t in ("1", "2"):
         for stage in ("generate", "judge"):
             work = _manifest(run_dir)["iterations"][t][stage]["artifacts"]["work"]
-            assert work == [{"shard": "0/2", "chunks": prompts // 4, "items": prompts // 2},
-                            {"shard": "1/2", "chunks": prompts // 4, "items": prompts // 2}], (t, stage, work)
+            assert [(w["shard"], w["chunks"], w["items"]) for w in work] == \
+                [("0/2", prompts // 4, prompts // 2), ("1/2", prompts // 4, prompts // 2)], (t, stage, work)
+            if stage == "generate":
+                assert all(w["responses"] == 3 * w["items"] and w["tokens"] > 0 for w in work), work
 
 
 def _assert_same_training(ours: Path, runs: dict[str, Path], model_dir: Path, exact: bool) -> None:

@@ -22,6 +22,8 @@ from sppo_hub.io.sharding import (
     parse_shard,
     run_sharded,
     shard_range,
+    unfinished_items,
+    work_by_shard,
 )
 
 
@@ -251,3 +253,32 @@ def test_missing_shard_at_merge_is_a_clear_error_naming_it(sharding_inputs, tmp_
     assert "shard 1/3 (8 of 8 items unfinished, ids 8..15)" in merge.stderr
     assert "Run the missing shards with the same --out" in merge.stderr
     assert not (out / "generated.parquet").exists()  # nothing half-written
+
+
+def test_work_by_shard_and_unfinished_items_follow_the_chunk_files(tmp_path):
+    fn = lambda ids, xs: [{"x": x, "words": ["a b", "c"]} for x in xs]  # noqa: E731
+    run_sharded(list(range(5)), fn, tmp_path, shard="0/2", chunk_size=2)  # chunks [0,2) and [2,4)
+    assert unfinished_items(tmp_path) == 1
+    count_words = lambda rows: {"words": sum(len(r["words"]) for r in rows)}  # noqa: E731
+    assert work_by_shard(tmp_path, count_words) == [{"shard": "0/2", "chunks": 2, "items": 4, "words": 8}]
+    run_sharded(list(range(5)), fn, tmp_path, shard="1/2", chunk_size=2)
+    assert unfinished_items(tmp_path) == 0
+    assert [(w["shard"], w["items"]) for w in work_by_shard(tmp_path)] == [("0/2", 4), ("1/2", 1)]
+
+
+def test_an_executor_runs_the_unfinished_chunks_and_this_process_writes_them(tmp_path):
+    class Executor:  # what RayChunkExecutor does, in process: results in completion order (here reversed)
+        def __init__(self):
+            self.jobs = []
+
+        def map(self, jobs):
+            self.jobs = jobs
+            return [(ids, [{"x": x * 10} for x in xs]) for ids, xs in reversed(jobs)]
+
+    executor = Executor()
+    rows = run_sharded(list(range(5)), None, tmp_path, chunk_size=2, executor=executor)
+    assert [r["x"] for r in rows] == [0, 10, 20, 30, 40]  # in id order, whatever the completion order
+    assert [ids for ids, _ in executor.jobs] == [[0, 1], [2, 3], [4]]
+    again = Executor()
+    assert run_sharded(list(range(5)), None, tmp_path, chunk_size=2, executor=again) == rows
+    assert again.jobs == []  # every chunk file was written by this process: nothing left to send

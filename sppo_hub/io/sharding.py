@@ -252,10 +252,18 @@ def unfinished_items(out_dir: str | Path) -> int:
     return num_items - len(done & set(range(num_items)))
 
 
-def work_by_shard(out_dir: str | Path) -> list[dict]:
-    """[{shard: "i/n", chunks, items}] of the chunk files each worker wrote, in this session or an earlier one."""
-    return [{"shard": str(Shard(index, count)), "chunks": len(chunks), "items": sum(len(c) for c in chunks)}
-            for (index, count), chunks in sorted(_collect(Path(out_dir)).items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+def work_by_shard(out_dir: str | Path, measure: Callable[[list[dict]], dict] | None = None) -> list[dict]:
+    """[{shard: "i/n", chunks, items, **measure(rows)}] of the chunk files each worker wrote, in this session or
+    an earlier one; `measure` adds totals over that shard's rows (e.g. tokens generated)."""
+    out_dir = Path(out_dir)
+    work = []
+    for (index, count), chunks in sorted(_collect(out_dir).items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        shard = Shard(index, count)
+        entry = {"shard": str(shard), "chunks": len(chunks), "items": sum(len(c) for c in chunks)}
+        if measure is not None:
+            entry.update(measure([row for c in chunks for row in ChunkStore.read(_chunk_path(out_dir, shard, c))]))
+        work.append(entry)
+    return work
 
 
 def merge_chunks(out_dir: str | Path) -> list[dict]:

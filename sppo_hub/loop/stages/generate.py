@@ -46,4 +46,19 @@ def generate(ctx: RunContext, t: int, timer) -> dict:
         ds = equilibrium.with_candidates(ds, extra)
     path = save_dataset_atomic(ds, out / "generations")
     return {"path": path, "policy": model, "seed": sampling.seed, "rows": len(ds), "sha": sha(ds["responses"]),
-            "engine": "ray" if ray else "processes", "work": work_by_shard(chunks)}
+            "engine": "ray" if ray else "processes", "work": work_by_shard(chunks, _token_counter(model, options))}
+
+
+def _token_counter(model: str, options: dict):
+    """Responses and their tokens (the policy's tokenizer) in a list of generation rows, for the manifest's `work`."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model, revision=options.get("revision"),
+                                              trust_remote_code=bool(options.get("trust_remote_code")))
+
+    def measure(rows: list[dict]) -> dict:
+        responses = [r for row in rows for r in row["responses"]]
+        ids = tokenizer(responses, add_special_tokens=False)["input_ids"] if responses else []
+        return {"responses": len(responses), "tokens": sum(len(x) for x in ids)}
+
+    return measure
