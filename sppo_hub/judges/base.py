@@ -127,7 +127,8 @@ class JudgeConfig:
     )
     dtype: str = field(
         default="auto",
-        metadata={"help": "Weights dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."},
+        metadata={"help": "Weights dtype: auto, float32, bfloat16, float16. auto: fp32 for PairRM on every device "
+                          "(exact, equal to llm-blender); for the other model judges bf16 on GPU, fp32 on CPU."},
     )
     base_url: str | None = field(
         default=None,
@@ -185,13 +186,14 @@ class JudgeConfig:
             )
 
 
-def resolve_device_and_dtype(device: str | None = None, dtype: str = "auto"):
-    """(torch.device, torch.dtype) for a judge: cuda when available, bf16 on GPU and fp32 on CPU for "auto"."""
+def resolve_device_and_dtype(device: str | None = None, dtype: str = "auto", gpu_auto: str = "bfloat16"):
+    """(torch.device, torch.dtype) for a judge: cuda when available; "auto" is fp32 on CPU and `gpu_auto` on GPU
+    (PairRM passes float32: its default is exact, equal to llm-blender, on every device)."""
     import torch
 
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if dtype in (None, "auto"):
-        return dev, (torch.bfloat16 if dev.type == "cuda" else torch.float32)
+        dtype = gpu_auto if dev.type == "cuda" else "float32"
     names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
              "float16": torch.float16, "fp16": torch.float16}
     if dtype not in names:

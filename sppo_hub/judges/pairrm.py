@@ -3,7 +3,7 @@
 Speed: every (prompt, i, j) presentation of a call, both orders, across all prompts, goes into one
 list sorted by length and cut into batches of `batch_size` (on CPU also capped so one attention tensor
 stays ~18 MB: larger batches were slower there), so padding is minimal; inference runs
-under `torch.inference_mode`, in bf16 on GPU. The encoder's attention runs through SDPA
+under `torch.inference_mode`, in fp32 on every device unless `dtype` asks for bf16. The encoder's attention runs through SDPA
 (`attn_implementation="sdpa"`, the default; `deberta_attention`), equal to transformers' eager module
 to ~1e-6, with the relative-position projections computed once at load. On CPU the linear layers run
 through oneDNN with prepacked weights (`linear_backend="auto"`; `cpu_linear`): the same fp32 arithmetic,
@@ -74,7 +74,8 @@ class PairRMJudge(PairwiseJudge):
             raise ValueError(f"fp32_precision: must be one of {FP32_PRECISIONS}, got {fp32_precision!r}")
         if linear_backend not in LINEAR_BACKENDS:
             raise ValueError(f"linear_backend: must be one of {LINEAR_BACKENDS}, got {linear_backend!r}")
-        self.device, self.dtype = resolve_device_and_dtype(device, dtype)
+        # fp32 unless asked: the default is exact (llm-blender's logits) on GPU as on CPU; bf16 is an option.
+        self.device, self.dtype = resolve_device_and_dtype(device, dtype, gpu_auto="float32")
         cpu_fp32_options = {"quantize": quantize, "fp32_precision": None if fp32_precision == "ieee" else fp32_precision}
         for field, value in cpu_fp32_options.items():
             if value is not None and (self.device.type != "cpu" or self.dtype != torch.float32):
