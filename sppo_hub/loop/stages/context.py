@@ -82,7 +82,7 @@ def run_stage(ctx: RunContext, iteration: int, name: str, fn: Callable[..., dict
             ctx.reload_manifest()
             return ctx.manifest.stage(iteration, name)
 
-        return wait_for(recorded, poll=0.5 if all_ranks else 2.0)["artifacts"]
+        return wait_for(recorded, poll=0.5)["artifacts"]
     label = (f"[bold]iteration {iteration}/{ctx.config.iterations}[/bold] {name}" if iteration
              else f"[bold]setup[/bold] {name}")
     done = ctx.manifest.stage(iteration, name)

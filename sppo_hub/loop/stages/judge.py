@@ -6,6 +6,8 @@ Every process of a launch takes part: rank i judges shard i/n of the prompts wit
 
 from __future__ import annotations
 
+import json
+
 from ...train.precision import full_weights_on_every_rank
 from ..ranks import merge_when_complete, rank_shard
 from .context import RunContext, load_dataset, save_dataset_atomic, sha
@@ -34,6 +36,7 @@ def judge(ctx: RunContext, t: int, timer, generated: dict) -> dict:
         ds = merge_when_complete(ctx.process, chunks, merge_judged)
     path = save_dataset_atomic(ds, out / "judged")
     kind = ds[0]["table_kind"] if len(ds) else ctx.config.judge.output_kind
-    return {"path": path, "judge": ctx.config.judge.type if ray else getattr(model, "name", ctx.config.judge.type),
+    judge_name = json.loads((chunks / "manifest.json").read_text())["fingerprint"]["judge"]  # whoever loaded it
+    return {"path": path, "judge": judge_name,
             "output_kind": kind, "sha": sha(ds["raw_table"]), "engine": "ray" if ray else "processes",
             "work": work_by_shard(chunks)}
