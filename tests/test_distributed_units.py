@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from sppo_hub.loop.ranks import ProcessInfo, process_info, share_from_main
 from sppo_hub.loop.stages.context import run_stage
 from sppo_hub.loop.manifest import RunManifest
@@ -121,3 +123,12 @@ def test_fsdp_on_cpu_is_named_a_ddp_fallback(monkeypatch):
     assert not fsdp_falls_back_to_ddp(cpu_training=False)
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "false")
     assert not fsdp_falls_back_to_ddp(cpu_training=True)
+
+
+def test_rank_shard_gives_each_rank_or_tensor_parallel_group_one_shard():
+    from sppo_hub.loop.ranks import ProcessInfo, rank_shard
+
+    assert [str(rank_shard(ProcessInfo(r, 4))) for r in range(4)] == ["0/4", "1/4", "2/4", "3/4"]
+    assert [str(rank_shard(ProcessInfo(r, 4), 2)) for r in range(4)] == ["0/2", "0/2", "1/2", "1/2"]
+    with pytest.raises(ValueError, match="tensor_parallel_size=3 must divide the launch's 4 processes"):
+        rank_shard(ProcessInfo(0, 4), 3)

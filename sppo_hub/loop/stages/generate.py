@@ -26,14 +26,16 @@ def generate(ctx: RunContext, t: int, timer) -> dict:
     model = ctx.policy_path(t - 1)
     ctx.release_judge_for_vllm()
     options = {**ctx.config.policy_load_kwargs(base=t == 1), **ctx.config.generation_kwargs}  # model.revision/dtype/...
+    group = 1
     if ctx.config.generation_backend == "vllm" and ctx.process.world_size > 1 and ray is None:
-        options = {**in_job_vllm_options(), **options}  # one engine per rank, on the rank's own device
+        options = {**in_job_vllm_options(), **options}  # one engine per rank (or per tensor-parallel group)
+        group = int(options.get("tensor_parallel_size", 1)) if options.get("distributed_executor_backend") else 1
     chunks = out / "generate-chunks"
     # Every rank loads the policy in full (under FSDP's cpu_ram_efficient_loading, `from_pretrained` would give
     # ranks other than 0 zeros, and they would sample garbage).
     with timer.computing(), full_weights_on_every_rank():  # this rank's chunks: a killed stage resumes mid-way
         ds = generate_responses(model, prompts, sampling, backend=ctx.config.generation_backend, out_dir=chunks,
-                                shard=None if ray else rank_shard(ctx.process), show_progress=ctx.process.is_main,
+                                shard=None if ray else rank_shard(ctx.process, group), show_progress=ctx.process.is_main,
                                 ray=ray, **options)
     if not ctx.process.is_main:
         return {}
