@@ -132,3 +132,16 @@ def test_rank_shard_gives_each_rank_or_tensor_parallel_group_one_shard():
     assert [str(rank_shard(ProcessInfo(r, 4), 2)) for r in range(4)] == ["0/2", "0/2", "1/2", "1/2"]
     with pytest.raises(ValueError, match="tensor_parallel_size=3 must divide the launch's 4 processes"):
         rank_shard(ProcessInfo(0, 4), 3)
+
+
+def test_stage_split_says_who_works_merges_and_records():
+    from sppo_hub.loop.ranks import ProcessInfo, stage_split
+
+    alone = stage_split(ProcessInfo(0, 1))
+    assert (alone.works, str(alone.shard), alone.merges, alone.records) == (True, "0/1", False, True)
+    main, other = stage_split(ProcessInfo(0, 2)), stage_split(ProcessInfo(1, 2))
+    assert (main.works, str(main.shard), main.merges, main.records) == (True, "0/2", True, True)
+    assert (other.works, str(other.shard), other.merges, other.records) == (True, "1/2", False, False)
+    on_ray = [stage_split(ProcessInfo(r, 2), on_ray=True) for r in (0, 1)]
+    assert [(s.works, s.shard, s.merges, s.records) for s in on_ray] == [(True, None, False, True),
+                                                                        (False, None, False, False)]

@@ -143,6 +143,25 @@ def rank_shard(process: ProcessInfo, group_size: int = 1) -> Shard:
     return Shard(process.rank // group_size, process.world_size // group_size)
 
 
+@dataclass(frozen=True)
+class StageSplit:
+    """What this process does in a split stage (generate, judge): the one place that reads ranks for them."""
+
+    works: bool  # computes chunks itself
+    shard: Shard | None  # its part of the chunk grid; None: every chunk (it drives a Ray cluster)
+    merges: bool  # waits for every rank's chunk files, then merges them
+    records: bool  # returns the stage's record (the main process)
+
+
+def stage_split(process: ProcessInfo, on_ray: bool = False, group_size: int = 1) -> StageSplit:
+    """Locally every rank works on its shard and the main process merges; on Ray the main process alone drives
+    the cluster (the other ranks wait for its record, as in any main-only stage)."""
+    if on_ray:
+        return StageSplit(works=process.is_main, shard=None, merges=False, records=process.is_main)
+    return StageSplit(works=True, shard=rank_shard(process, group_size),
+                      merges=process.is_main and process.world_size > 1, records=process.is_main)
+
+
 def in_job_vllm_options() -> dict:
     """vLLM options for one engine per rank inside a torchrun / accelerate job. On CUDA GPUs: vLLM's
     `external_launcher` executor, its documented way to run inside torchrun (the engine runs in the rank's own

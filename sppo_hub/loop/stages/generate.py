@@ -8,7 +8,7 @@ it is done, so a killed rank resumes where it stopped); the main process merges 
 from __future__ import annotations
 
 from ...train.precision import full_weights_on_every_rank
-from ..ranks import in_job_vllm_options, merge_when_complete, rank_shard
+from ..ranks import in_job_vllm_options, merge_when_complete, stage_split
 from . import equilibrium
 from .context import RunContext, save_dataset_atomic, sha
 
@@ -18,28 +18,28 @@ def generate(ctx: RunContext, t: int, timer) -> dict:
     from ...io.sharding import work_by_shard
 
     ray = ctx.config.ray if ctx.config.ray.enabled else None
-    if ray is not None and not ctx.process.is_main:
-        return {}  # the main process drives the Ray cluster, which does the work
+    group, in_job = 1, {}
+    if ctx.config.generation_backend == "vllm" and ctx.process.world_size > 1 and ray is None:
+        in_job = in_job_vllm_options()  # one engine per rank (or per tensor-parallel group)
+        group = int(ctx.config.generation_kwargs.get("tensor_parallel_size", 1)) if in_job else 1
+    split = stage_split(ctx.process, on_ray=ray is not None, group_size=group)
+    if not split.works:
+        return {}
     idx, prompts = ctx.iteration_prompts(t)
     out = ctx.iter_dir(t)
     sampling = ctx.sampling(t)
     model = ctx.policy_path(t - 1)
     ctx.release_judge_for_vllm()
-    options = {**ctx.config.policy_load_kwargs(base=t == 1), **ctx.config.generation_kwargs}  # model.revision/dtype/...
-    group = 1
-    if ctx.config.generation_backend == "vllm" and ctx.process.world_size > 1 and ray is None:
-        options = {**in_job_vllm_options(), **options}  # one engine per rank (or per tensor-parallel group)
-        group = int(options.get("tensor_parallel_size", 1)) if options.get("distributed_executor_backend") else 1
+    options = {**in_job, **ctx.config.policy_load_kwargs(base=t == 1), **ctx.config.generation_kwargs}
     chunks = out / "generate-chunks"
     # Every rank loads the policy in full (under FSDP's cpu_ram_efficient_loading, `from_pretrained` would give
     # ranks other than 0 zeros, and they would sample garbage).
     with timer.computing(), full_weights_on_every_rank():  # this rank's chunks: a killed stage resumes mid-way
         ds = generate_responses(model, prompts, sampling, backend=ctx.config.generation_backend, out_dir=chunks,
-                                shard=None if ray else rank_shard(ctx.process, group), show_progress=ctx.process.is_main,
-                                ray=ray, **options)
-    if not ctx.process.is_main:
+                                shard=split.shard, show_progress=split.records, ray=ray, **options)
+    if not split.records:
         return {}
-    if ctx.process.world_size > 1 and ray is None:
+    if split.merges:
         ds = merge_when_complete(ctx.process, chunks, merge_generations)
     ds = ds.remove_columns([c for c in ("prompt_id",) if c in ds.column_names]).add_column("prompt_id", idx)
     with timer.computing():  # extra candidates to judge (None unless equilibrium.exploration is on)

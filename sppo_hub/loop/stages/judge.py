@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from ...train.precision import full_weights_on_every_rank
-from ..ranks import merge_when_complete, rank_shard
+from ..ranks import merge_when_complete, stage_split
 from .context import RunContext, load_dataset, save_dataset_atomic, sha
 
 
@@ -19,20 +19,22 @@ def judge(ctx: RunContext, t: int, timer, generated: dict) -> dict:
 
     out = ctx.iter_dir(t)
     ray = ctx.config.ray if ctx.config.ray.enabled else None
-    if ray is not None and not ctx.process.is_main:
-        return {}  # the main process drives the Ray cluster, whose actors each load the judge
+    split = stage_split(ctx.process, on_ray=ray is not None)
+    if not split.works:
+        return {}
     ds = load_dataset(generated["path"])
     if ray is None:
         with full_weights_on_every_rank():  # not zeros off rank 0 under FSDP's cpu_ram_efficient_loading
-            model = ctx.judge()
+            scorer = ctx.judge()
+    else:
+        scorer = ctx.judge_config()  # each Ray actor loads its own
     chunks = out / "judge-chunks"
     with timer.computing():  # this rank's chunks under out/judge-chunks: a killed stage resumes mid-way
-        ds = judge_dataset(ctx.judge_config() if ray else model, ds, out_dir=chunks,
-                           shard=None if ray else rank_shard(ctx.process), batch_size=ctx.config.judge.batch_size,
-                           show_progress=ctx.process.is_main, ray=ray)
-    if not ctx.process.is_main:
+        ds = judge_dataset(scorer, ds, out_dir=chunks, shard=split.shard, batch_size=ctx.config.judge.batch_size,
+                           show_progress=split.records, ray=ray)
+    if not split.records:
         return {}
-    if ctx.process.world_size > 1 and ray is None:
+    if split.merges:
         ds = merge_when_complete(ctx.process, chunks, merge_judged)
     path = save_dataset_atomic(ds, out / "judged")
     kind = ds[0]["table_kind"] if len(ds) else ctx.config.judge.output_kind
