@@ -122,3 +122,17 @@ def test_generation_kwargs_reach_the_backend_options():
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
     config = load_recipe(recipe, ["generation_kwargs.gpu_memory_utilization=0.5"])
     assert config.generation_kwargs == {"gpu_memory_utilization": 0.5}
+
+
+def test_ray_section_is_checked_when_the_recipe_is_read(tmp_path, monkeypatch):
+    cfg = load_recipe(_write(tmp_path, {**MINIMAL, "ray": {"enabled": True, "workers": 4, "num_gpus": 1}}))
+    assert (cfg.ray.enabled, cfg.ray.workers, cfg.ray.num_gpus) == (True, 4, 1.0)
+    assert load_recipe(_write(tmp_path, MINIMAL)).ray.enabled is False  # off unless asked
+    with pytest.raises(ValueError, match=r"recipe section 'ray'.*ray.workers=0: need at least 1 actor"):
+        load_recipe(_write(tmp_path, {**MINIMAL, "ray": {"workers": 0}}))
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(ValueError, match=r"ray.enabled: the Ray engine needs Ray: pip install 'sppo-hub\[ray\]'"):
+        load_recipe(_write(tmp_path, {**MINIMAL, "ray": {"enabled": True}}))

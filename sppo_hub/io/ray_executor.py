@@ -47,6 +47,11 @@ class RayOptions:
             raise ValueError(f"ray.workers={self.workers}: need at least 1 actor, e.g. ray.workers: 2")
         if float(self.num_cpus) < 0 or float(self.num_gpus) < 0:
             raise ValueError(f"ray.num_cpus / ray.num_gpus must be >= 0, got {self.num_cpus} / {self.num_gpus}")
+        if self.enabled:
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:  # before any compute, not when the stage reaches Ray
+                raise ValueError(f"ray.enabled: {INSTALL_HINT}, or set ray.enabled: false")
         if not isinstance(self.env, dict):
             raise ValueError(f"ray.env={self.env!r}: must be a mapping of variable names to values")
         if int(self.max_retries) < 0:
