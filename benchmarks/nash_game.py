@@ -13,8 +13,9 @@ Methods, each for T iterations from the same pi_0 (policy parameters: one logit 
   as targets, and the logits are fitted by Adam on `sppo_hub.core.losses.sppo` with pi_t as the reference.
 - `sppo_fit+<options>`: the same with `sppo_hub.equilibrium.options`'s options, alone and combined:
   `all` (every candidate regressed on its own target, `response_pairing`), `explore` (E extra candidates from
-  pi_0, earlier iterates or pi_t at a higher temperature, scored against pi_t's samples: `candidate_win_rates`)
-  and `reg` (reference pi_t^(1-a) pi_0^a: `mix_log_probs`).
+  pi_0, earlier iterates or pi_t at a higher temperature, scored against pi_t's samples: `candidate_win_rates`),
+  `reg` (reference pi_t^(1-a) pi_0^a: `mix_log_probs`), `mag` (the same toward a moving magnet, the iterate
+  `magnet_iteration(t, N)`: MPO) and `opt` (the optimistic step: `reference_weights`, `optimistic_step`).
 - `dpo`, `ipo`: iterative DPO / IPO on the best / worst sampled pair, `sppo_hub.core.losses.dpo` / `ipo`, reference pi_t.
 
 Reported per iteration: exploitability max_y P(y > pi) - 1/2 (0 exactly at the Nash equilibrium) of the
@@ -22,7 +23,8 @@ last iterate, of the averaged policy (the uniform mixture of pi_1..pi_t, compute
 mixture of the last half of the iterates, and the win rate against pi_0, averaged over prompts; with `--seeds N`
 the final table gives mean and range over N games.
 
-    python benchmarks/nash_game.py --seeds 3              # 16 prompts x 6 responses, T=60, 12 methods (~6 min)
+    python benchmarks/nash_game.py --preset heldout       # the README's tables (nash_tables.py), from fixed seeds
+    python benchmarks/nash_game.py --seeds 3              # 16 prompts x 6 responses, T=60, 15 methods (~3 min)
     python benchmarks/nash_game.py --smoke --out /tmp/n   # seconds
 """
 
@@ -38,9 +40,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-FIT_OPTIONS = ("all", "explore", "reg")  # sppo_hub.equilibrium.options's options, appended to "sppo_fit" with "+"
+FIT_OPTIONS = ("all", "explore", "reg", "mag", "opt")  # sppo_hub.equilibrium.options's options, joined with "+"
 FITTED = tuple("+".join(["sppo_fit", *(o for i, o in enumerate(FIT_OPTIONS) if mask >> i & 1)]) for mask in range(8))
-METHODS = ("sppo_exact", "sppo_kl", *FITTED, "dpo", "ipo")
+LAST_ITERATE = ("sppo_fit+all+explore+mag", "sppo_fit+all+explore+reg+opt", "sppo_fit+all+explore+mag+opt")
+METHODS = ("sppo_exact", "sppo_kl", *FITTED, *LAST_ITERATE, "dpo", "ipo")
 # Style s beats style (s + 1) % 3: rock-paper-scissors.
 CYCLE = np.array([[0, 1, -1], [-1, 0, 1], [1, -1, 0]], dtype=np.float64)
 
@@ -56,7 +59,8 @@ class GameConfig:
     explore: int = field(default=8, metadata={"help": "E, exploration candidates per prompt ('explore' option)."})
     explore_source: str = field(default="iterates", metadata={"help": "initial (pi_0), iterates or temperature."})
     explore_temperature: float = field(default=2.0, metadata={"help": "Temperature when explore_source=temperature."})
-    reference_mix: float = field(default=0.15, metadata={"help": "'reg' option: a in pi_t^(1-a) pi_0^a."})
+    reference_mix: float = field(default=0.15, metadata={"help": "'reg' / 'mag': a in pi_t^(1-a) magnet^a."})
+    magnet_every: int = field(default=10, metadata={"help": "'mag': the magnet is pi_{N floor(t/N)} (MPO), not pi_0."})
     eta: float = field(default=8.0, metadata={"help": "SPPO's eta (exact and fitted)."})
     kl: float = field(default=0.022, metadata={"help": "sppo_kl: KL weight tau toward pi_0 (0.022 at eta 8: a = 0.15)."})
     beta: float = field(default=0.1, metadata={"help": "DPO's beta / IPO's tau."})
@@ -128,9 +132,22 @@ def sppo_exact_step(P, pi, eta, pi0=None, kl=0.0):
 def parse_fit(method: str) -> set[str]:
     """The options of a fitted-SPPO method name, e.g. "sppo_fit+all+explore" -> {"all", "explore"}."""
     head, *opts = method.split("+")
-    if head != "sppo_fit" or not set(opts) <= set(FIT_OPTIONS) or len(set(opts)) != len(opts):
+    if (head != "sppo_fit" or not set(opts) <= set(FIT_OPTIONS) or len(set(opts)) != len(opts)
+            or {"reg", "mag"} <= set(opts)):
         raise ValueError(method)
     return set(opts)
+
+
+def valid_fit(method: str) -> bool:
+    try:
+        return bool(parse_fit(method))
+    except ValueError:
+        return False
+
+
+def canonical(method: str) -> str:
+    """A method name with its fitted options in FIT_OPTIONS order ("sppo_fit+reg+all" -> "sppo_fit+all+reg")."""
+    return "+".join(["sppo_fit", *(o for o in FIT_OPTIONS if o in parse_fit(method))]) if "+" in method else method
 
 
 def explore_distribution(source: str, pi: np.ndarray, pi0: np.ndarray, history: list[np.ndarray], temperature: float):
@@ -178,13 +195,18 @@ def fitted_step(P, theta, method, cfg: GameConfig, rng, pi0=None, history=None):
             cols_l.append(cand[b])
             p_l.append(wr[b])
     ref = torch.log_softmax(theta, dim=1).detach()
-    if "reg" in opts:
-        ref = equilibrium.mix_log_probs(ref, torch.tensor(np.log(pi0)), cfg.reference_mix)
+    t = len(history) if history else 1  # pi_t is history[-1]; this fits pi_{t+1}, the run's iteration t + 1
+    mix = cfg.reference_mix if opts & {"reg", "mag"} else 0.0
+    anchors = equilibrium.anchor_models(t, mix, cfg.magnet_every if "mag" in opts else 0, "opt" in opts)
+    if anchors:
+        c, logp_anchor = equilibrium.combined_anchor(list(anchors.values()), [np.log(history[i]) for i in anchors])
+        ref = equilibrium.mix_log_probs(ref, torch.tensor(logp_anchor), c)
     theta = theta.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=cfg.fit_lr)
     sppo = method.startswith("sppo")
     loss_fn = losses.get_loss("sppo" if sppo else method)
-    extra = ({"chosen_probs_win": torch.tensor(p_w), "chosen_probs_lose": torch.tensor(p_l), "eta": cfg.eta}
+    step = equilibrium.optimistic_step(cfg.eta, "opt" in opts, t)  # 2 eta with "opt" (from the second step on)
+    extra = ({"chosen_probs_win": torch.tensor(p_w), "chosen_probs_lose": torch.tensor(p_l), "eta": step}
              if sppo else {"beta": cfg.beta})
     for _ in range(cfg.fit_steps):
         logratio = torch.log_softmax(theta, dim=1) - ref
@@ -252,7 +274,6 @@ def summarize(by_seed: dict, cfg: GameConfig) -> dict:
 def print_table(results: dict, nash: dict, checkpoints: list[int], summary: dict, seeds: int) -> None:
     from rich.console import Console
     from rich.table import Table
-
     console = Console(width=170)
     table = Table(title=f"Tabular SPPO game, seed 0: exploitability (max_y P(y > pi) - 1/2), Nash support "
                         f"{nash['support']:.1f}")
@@ -301,22 +322,23 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--smoke", action="store_true", help="Tiny size (4 prompts, T=8): seconds.")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"Comma-separated subset of {', '.join(METHODS)}.")
     parser.add_argument("--seeds", type=int, default=1, help="Games / sampling seeds seed..seed+N-1 (the table: mean, range).")
+    parser.add_argument("--preset", choices=("tuning", "heldout"), default=None,
+                        help="Regenerate a README table (nash_tables.PRESETS: its methods, settings and seeds) into "
+                             "benchmarks/results/nash_game_<preset>.json; other options are ignored.")
     for name, f in GameConfig.__dataclass_fields__.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(f.default), default=None, help=f.metadata["help"])
     args = parser.parse_args(argv)
+    if args.preset:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import nash_tables
+
+        return nash_tables.run_preset(sys.modules[__name__], args.preset)
     cfg = GameConfig(prompts=4, iterations=8, fit_steps=20) if args.smoke else GameConfig()
     cfg = GameConfig(**{**asdict(cfg), **{k: v for k, v in vars(args).items() if k in asdict(cfg) and v is not None}})
-    methods = []
-    for m in (m.strip() for m in args.methods.split(",") if m.strip()):
-        if m.startswith("sppo_fit+"):  # options in any order name the same method
-            try:
-                m = "+".join(["sppo_fit", *(o for o in FIT_OPTIONS if o in parse_fit(m))])
-            except ValueError:
-                pass
-        methods.append(m)
-    bad = [m for m in methods if m not in METHODS]
-    if bad:
-        parser.error(f"--methods: unknown {bad}; choose from {', '.join(METHODS)}")
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if bad := [m for m in names if m not in METHODS and not valid_fit(m)]:
+        parser.error(f"--methods: unknown {bad}; choose from {', '.join(METHODS)} or sppo_fit+<{'|'.join(FIT_OPTIONS)}>")
+    methods = [canonical(m) for m in names]
     if cfg.responses < 3 or cfg.samples < 2 or cfg.iterations < 1 or args.seeds < 1:
         parser.error("--responses must be >= 3, --samples >= 2, --iterations >= 1 and --seeds >= 1")
     if cfg.explore_source not in ("initial", "iterates", "temperature"):

@@ -125,3 +125,29 @@ def test_memory_smoke(capsys):
     assert 0 < lora["trainable_params"] < full["trainable_params"]
     for r in rows:
         assert r["peak_mib"] >= r["baseline_mib"] > 0
+
+
+def test_nash_game_readme_tables_are_what_the_kept_results_render():
+    """benchmarks/README.md shows, character for character, the tables the kept results files render (no rerun:
+    `python benchmarks/nash_game.py --preset <name>` rewrites the file and prints the same table)."""
+    nash_tables = load("nash_tables")
+    readme = (BENCH / "README.md").read_text()
+    for name in nash_tables.PRESETS:
+        payload = json.loads((nash_tables.RESULTS / f"nash_game_{name}.json").read_text())
+        assert payload["preset"] == name and payload["seeds"] == nash_tables.PRESETS[name]["seeds"]
+        assert [e["label"] for e in payload["methods"]] == [m[0] for m in nash_tables.PRESETS[name]["methods"]]
+        assert nash_tables.render(payload) in readme, f"benchmarks/README.md lacks the {name} table; rerun the preset"
+
+
+def test_nash_game_preset_prints_what_it_keeps(tmp_path, monkeypatch, capsys):
+    bench, nash_tables = load("nash_game"), load("nash_tables")
+    tiny = {"seeds": [0, 1], "methods": [("exact", "sppo_exact", {"iterations": 10}),
+                                          ("fit", "sppo_fit+all+explore+mag+opt", {"iterations": 10, "eta": 2.0})]}
+    monkeypatch.setitem(nash_tables.PRESETS, "heldout", tiny)
+    payload = nash_tables.run_preset(bench, "heldout", results_dir=tmp_path)
+    kept = json.loads((tmp_path / "nash_game_heldout.json").read_text())
+    assert kept == json.loads(json.dumps(payload))
+    assert nash_tables.render(kept) in capsys.readouterr().out
+    assert set(kept["methods"][1]["by_seed"]["1"]) == {"10"}  # T = 10 only: the checkpoints the run reached
+    assert kept["methods"][1]["judge_calls"] == 16 * 15 and kept["methods"][0]["judge_calls"] == 0
+    assert nash_tables.render(kept).count("\n") == 3  # header, rule, two methods

@@ -161,3 +161,98 @@ def test_config_defaults_are_the_paper_and_validation_names_fields():
     for cfg, name in bad:
         with pytest.raises(ValueError, match=name.replace(".", r"\.")):
             cfg.validate()
+
+
+# ----- the last iterate: moving magnet and optimism -----
+
+
+def test_magnet_iteration_moves_every_n_iterations():
+    assert [equilibrium.magnet_iteration(t, 0) for t in (1, 5, 60)] == [0, 0, 0]  # the fixed pi_0
+    assert [equilibrium.magnet_iteration(t, 10) for t in (1, 10, 11, 20, 21, 60)] == [0, 0, 10, 10, 20, 50]
+    assert [equilibrium.magnet_iteration(t, 1) for t in (1, 2, 3)] == [0, 1, 2]  # pi_{t-1}: no pull at all
+    with pytest.raises(ValueError):
+        equilibrium.magnet_iteration(0, 10)
+
+
+def test_optimistic_weights_are_the_cut_geometric_average():
+    assert equilibrium.optimistic_weights(1) == {0: 1.0}
+    assert equilibrium.optimistic_weights(2) == {1: 0.5, 0: 0.5}
+    assert equilibrium.optimistic_weights(5) == {4: 0.5, 3: 0.25, 2: 0.25}
+    assert equilibrium.optimistic_weights(5, depth=4) == {4: 0.5, 3: 0.25, 2: 0.125, 1: 0.125}
+    for t in (1, 2, 3, 9):
+        assert sum(equilibrium.optimistic_weights(t).values()) == 1
+
+
+def test_reference_and_anchor_weights():
+    rw, am = equilibrium.reference_weights, equilibrium.anchor_models
+    assert rw(3) == {2: 1.0} and am(3) == {}  # the paper: pi_{t-1} alone
+    assert rw(3, 0.2) == pytest.approx({2: 0.8, 0: 0.2}) and am(3, 0.2) == {0: 0.2}
+    assert am(1, 0.2) == {}  # pi_0 is the current policy at t = 1: nothing to mix in
+    assert am(12, 0.2, magnet_every=10) == {10: 0.2}
+    assert am(11, 0.2, magnet_every=10) == {}  # the magnet just moved to pi_10 = pi_{t-1}
+    assert rw(5, 0.2, 10, optimistic=True) == pytest.approx({4: 0.4, 3: 0.2, 2: 0.2, 0: 0.2})
+    assert am(5, 0.2, 10, optimistic=True) == pytest.approx({3: 0.2, 2: 0.2, 0: 0.2})
+    assert am(2, 0.0, 0, optimistic=True) == {0: 0.5}
+    assert am(1, 0.0, 0, optimistic=True) == {}
+    for t in range(1, 25):
+        assert sum(rw(t, 0.15, 4, True).values()) == pytest.approx(1.0)
+
+
+def test_combined_anchor_is_the_multi_anchor_mix():
+    rng = np.random.default_rng(2)
+    lt, lm, lp = (np.log(rng.dirichlet(np.ones(5))) for _ in range(3))
+    c, anchor = equilibrium.combined_anchor([0.2, 0.5], [lm, lp])
+    assert c == pytest.approx(0.7)
+    assert np.allclose(equilibrium.mix_log_probs(lt, anchor, c), 0.3 * lt + 0.2 * lm + 0.5 * lp)
+    for weights in ([0.5, 0.5], [0.2, -0.1], [0.0, 0.0], [0.2]):
+        with pytest.raises(ValueError, match="anchor weights"):
+            equilibrium.combined_anchor(weights, [lm, lp])
+
+
+def _run_reference_form(P, eta, steps, optimistic, full=False):
+    """Exact updates in the run's form: log pi_t = sum_i w_i log pi_i + step (P(. > pi_{t-1}) - 1/2), with the run's
+    `reference_weights` or (full) the uncut optimistic average."""
+    hist = [np.log(np.array([0.5, 0.3, 0.2]))]
+    for t in range(1, steps + 1):
+        w = P @ np.exp(hist[-1])
+        weights = equilibrium.optimistic_weights(t, t) if optimistic and t >= 2 and full else \
+            equilibrium.reference_weights(t, optimistic=optimistic)
+        logits = sum(wi * hist[i] for i, wi in weights.items()) + equilibrium.optimistic_step(eta, optimistic, t) * (w - 0.5)
+        hist.append(logits - np.logaddexp.reduce(logits))
+    return hist
+
+
+def test_optimistic_reference_form_is_optimistic_multiplicative_weights():
+    # With the uncut average (depth = t) the run's form is exactly optimistic MWU from the second step on:
+    # log pi_{t+1} = log pi_t + eta (2 P(. > pi_t) - P(. > pi_{t-1})).
+    P, eta = rps(0.4), 0.7
+    hist = _run_reference_form(P, eta, 12, optimistic=True, full=True)
+    for t in range(2, 12):
+        w_t, w_prev = P @ np.exp(hist[t]), P @ np.exp(hist[t - 1])
+        want = hist[t] + eta * (2 * w_t - w_prev)
+        assert np.allclose(hist[t + 1], want - np.logaddexp.reduce(want))
+    assert equilibrium.optimistic_step(eta, True, 1) == eta and equilibrium.optimistic_step(eta, True, 2) == 2 * eta
+    with pytest.raises(ValueError, match="eta"):
+        equilibrium.optimistic_step(0.0, True, 2)
+
+
+@pytest.mark.parametrize("eta", [0.5, 1.0, 2.0])
+def test_optimistic_last_iterate_converges_where_plain_mwu_cycles(eta):
+    # rock-paper-scissors: plain multiplicative weights spirals out to the corners; the optimistic update with the
+    # default cut average (OPTIMISTIC_DEPTH checkpoints) converges to the uniform equilibrium
+    P = rps(0.4)
+    exploit = lambda logp: (P @ np.exp(logp)).max() - 0.5  # noqa: E731
+    assert exploit(_run_reference_form(P, eta, 2000, optimistic=False)[-1]) > 0.1
+    assert exploit(_run_reference_form(P, eta, 2000, optimistic=True)[-1]) < 0.02
+
+
+def test_last_iterate_options_validation():
+    E = equilibrium.EquilibriumConfig
+    assert E(optimistic=True).validate().enabled
+    E(reference_mix=0.2, magnet_every=10, optimistic=True).validate()
+    for cfg, match in [
+        (E(magnet_every=10), r"equilibrium\.magnet_every=10 moves reference_mix"),
+        (E(reference_mix=0.2, magnet_every=-1), r"equilibrium\.magnet_every=-1"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            cfg.validate()

@@ -66,7 +66,7 @@ def test_run_with_every_option(tmp_path, tiny_model_dir):
     from sppo_hub.train.config import SPPOConfig
 
     recipe = _recipe(tmp_path, tiny_model_dir, exploration={"candidates": E, "source": "iterates"},
-                     reference_mix=0.1, all_responses=True, average="linear")
+                     reference_mix=0.1, magnet_every=2, optimistic=True, all_responses=True, average="linear")
     (tmp_path / "eq.yaml").write_text(yaml.safe_dump(recipe))
     config = load_recipe(tmp_path / "eq.yaml")
     manifest = run_from_config(config)
@@ -82,6 +82,11 @@ def test_run_with_every_option(tmp_path, tiny_model_dir):
             # win rates are P(y > pi_{t-1}) estimated on pi_{t-1}'s own K samples only
             assert row["win_rates"] == pytest.approx(equilibrium.candidate_win_rates(row["prob_matrix"], K).tolist())
         assert manifest.stage(t, "train") is not None
+    # the reference: pi_0 alone at t = 1 (no anchor, eta); at t = 2 the optimistic average pi_1^(1/2) pi_0^(1/2)
+    # takes 0.9 and the magnet pi_0 0.1, so 0.55 of pi_0 is mixed into the reference, with the step 2 eta
+    train1, train2 = (manifest.stage(t, "train")["artifacts"] for t in (1, 2))
+    assert train1["reference_anchors"] == {} and train1["eta"] == pytest.approx(10.0)
+    assert train2["reference_anchors"] == pytest.approx({"0": 0.55}) and train2["eta"] == pytest.approx(20.0)
     # the averaged policy's record: linear weights over pi_1, pi_2 with their local folders
     mix = load_mixture(run_dir)
     assert [c.iteration for c in mix.components] == [1, 2]
@@ -90,16 +95,33 @@ def test_run_with_every_option(tmp_path, tiny_model_dir):
     out = MixtureGenerator(mix, SamplingConfig(num_samples=2, max_new_tokens=4, temperature=1.0),
                            device="cpu", dtype="float32", show_progress=False).generate(["Say hi."])
     assert len(out[0]) == 2
-    # the train stage's dataset: every response with its own target, pi_0's log-probs for the mixed reference
+    # the train stage's dataset at t = 3: every response with its own target; optimistic weights pi_2^(1/2)
+    # pi_1^(1/4) pi_0^(1/4) times 0.9 plus the magnet pi_2 (magnet_every=2) 0.1, so the anchor is (pi_1 pi_0)^(1/2)
+    # with weight 0.45 beside pi_2 (one forward pass of pi_1 and of pi_0), and the step 2 eta
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sppo_hub.train.trainer import add_initial_logps
+
+    paths = {0: str(tiny_model_dir), 1: str(run_dir / "iter1" / "model"), 2: str(run_dir / "iter2" / "model")}
     datasets = load_iteration_datasets(run_dir / "iter2" / "data")
-    ctx = SimpleNamespace(config=config, policy_path=lambda t: str(tiny_model_dir))
+    ctx = SimpleNamespace(config=config, policy_path=paths.__getitem__)
     args = SPPOConfig(output_dir=str(tmp_path / "tr"), loss_type="sppo", eta=10.0, max_length=64, use_cpu=True,
                       report_to="none")
-    train, args = prepare_training(ctx, datasets, args)
-    assert args.reference_mix == 0.1
+    train, args = prepare_training(ctx, datasets, args, t=3)
+    assert args.reference_mix == pytest.approx(0.45) and args.eta == pytest.approx(20.0)
+    assert args.beta == pytest.approx(1 / 20.0)
     assert len(train) == per_iter * len(equilibrium.response_pairing(K + E))
-    assert {"init_chosen_logps", "init_rejected_logps"} <= set(train.column_names)
-    assert all(v < 0 for v in train["init_chosen_logps"])
+    plain = equilibrium.all_response_pairs(datasets["table"])
+    logps = {i: add_initial_logps(AutoModelForCausalLM.from_pretrained(paths[i]), plain, args,
+                                  processing_class=AutoTokenizer.from_pretrained(paths[i])) for i in (0, 1)}
+    for col in ("init_chosen_logps", "init_rejected_logps"):
+        want = (np.asarray(logps[0][col]) + np.asarray(logps[1][col])) / 2
+        assert np.allclose(train[col], want, atol=1e-5)
+        assert not np.allclose(logps[0][col], logps[1][col], atol=1e-4)  # two different models were read
+    # t = 1: pi_0 is the current policy, nothing to mix in
+    train1_ds, args1 = prepare_training(ctx, datasets, SPPOConfig(output_dir=str(tmp_path / "tr1"), loss_type="sppo",
+                                                                  eta=10.0, use_cpu=True, report_to="none"), t=1)
+    assert args1.reference_mix == 0 and args1.eta == 10.0 and "init_chosen_logps" not in train1_ds.column_names
 
 
 def test_trainer_reference_mix_uses_pi0_log_probs(tmp_path, tiny_model_dir):

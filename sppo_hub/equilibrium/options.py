@@ -11,7 +11,10 @@ update pi_{t+1}(y) ~ pi_t(y) exp(eta P(y > pi_t)). A real run differs in three w
 - its last iterate cycles around the equilibrium. `reference_mix` (a) replaces the reference pi_t by the geometric
   mix pi_t^(1-a) pi_0^a (INPO's form, Zhang et al. 2024); a KL term tau toward pi_0 is the same update with
   a = eta tau / (1 + eta tau) and eta / (1 + eta tau) as the step (`kl_to_reference_mix`, magnetic mirror descent):
-  the last iterate then converges to the regularised equilibrium;
+  the last iterate then converges to the regularised equilibrium. `magnet_every` moves that anchor (the magnet)
+  to a recent iterate every N iterations (MPO), so the regularised equilibrium approaches the Nash one, and
+  `optimistic` takes the optimistic step (EGPO / ONPO) through earlier checkpoints in the reference
+  (`reference_weights`: every checkpoint's weight in iteration t's reference);
 - it trains on the best / worst pair only. `all_responses` regresses every candidate on its own target
   eta (P(y > pi_t) - 1/2) (`all_response_pairs`: responses paired up, since the loss's two terms are independent);
 - the released model is the last iterate. `average` names the iterates (and weights) whose mixture is the
@@ -31,7 +34,8 @@ from ..generation.mixture import MixturePolicy
 
 __all__ = [
     "AVERAGE_SCHEMES", "EXPLORATION_SOURCES", "EquilibriumConfig", "ExplorationConfig", "all_response_pairs",
-    "candidate_win_rates", "explored_table_dataset", "iterate_weights", "kl_to_reference_mix", "mix_log_probs",
+    "anchor_models", "candidate_win_rates", "combined_anchor", "explored_table_dataset", "iterate_weights", "kl_to_reference_mix",
+    "magnet_iteration", "mix_log_probs", "optimistic_step", "optimistic_weights", "reference_weights",
     "regularized_targets", "tempered",
 ]
 
@@ -74,6 +78,18 @@ class EquilibriumConfig:
         metadata={"help": "a in [0, 1): train against pi_t^(1-a) pi_0^a instead of pi_t (INPO-style regularisation "
                           "toward pi_0; a KL weight tau is a = eta tau / (1 + eta tau)). 0: off (the paper)."},
     )
+    magnet_every: int = field(
+        default=0,
+        metadata={"help": "Move reference_mix's anchor (the magnet) from pi_0 to the latest multiple-of-N iterate every "
+                          "N iterations (MPO's moving magnet: the last iterate then approaches the Nash equilibrium, not "
+                          "the one regularised toward pi_0). 0: the magnet stays pi_0. Needs reference_mix > 0."},
+    )
+    optimistic: bool = field(
+        default=False,
+        metadata={"help": "Optimistic step (targets 2 P(. > pi_t) - P(. > pi_{t-1}), EGPO / ONPO): reference "
+                          "pi_t^(1/2) pi_{t-1}^(1/4) pi_{t-2}^(1/4) and step 2 eta, so no extra judge call; one "
+                          "forward pass of each earlier checkpoint over the training rows per iteration."},
+    )
     all_responses: bool = field(
         default=False,
         metadata={"help": "Regress every candidate's log-ratio on its own eta (P(y > pi_t) - 1/2) (the triplets) "
@@ -91,13 +107,19 @@ class EquilibriumConfig:
     @property
     def enabled(self) -> bool:
         """True when any option changes what the run trains on."""
-        return self.exploration.candidates > 0 or self.reference_mix > 0 or self.all_responses
+        return self.exploration.candidates > 0 or self.reference_mix > 0 or self.all_responses or self.optimistic
 
     def validate(self, prefix: str = "equilibrium") -> EquilibriumConfig:
         self.exploration.validate(prefix + ".exploration")
         if not 0.0 <= self.reference_mix < 1.0:
             raise ValueError(f"{prefix}.reference_mix={self.reference_mix}: give a weight of pi_0 in [0, 1) "
                              "(0 turns it off; e.g. 0.05).")
+        if self.magnet_every < 0:
+            raise ValueError(f"{prefix}.magnet_every={self.magnet_every}: give 0 (the magnet stays pi_0) or a number "
+                             "of iterations between magnet moves (e.g. 10).")
+        if self.magnet_every and not self.reference_mix:
+            raise ValueError(f"{prefix}.magnet_every={self.magnet_every} moves reference_mix's anchor, but "
+                             f"{prefix}.reference_mix is 0: set it too (e.g. 0.2).")
         if self.average not in AVERAGE_SCHEMES:
             raise ValueError(f"{prefix}.average={self.average!r}: use one of {', '.join(AVERAGE_SCHEMES)}.")
         if self.average_window < 0:
@@ -192,6 +214,84 @@ def regularized_targets(win_rates, eta: float, logp_current=None, logp_initial=N
         raise ValueError("reference_mix > 0 needs logp_current (log pi_t) and logp_initial (log pi_0)")
     shift = mix_log_probs(np.asarray(logp_current), np.asarray(logp_initial), reference_mix) - np.asarray(logp_current)
     return target + shift
+
+
+# ----- the last iterate: a moving magnet and optimism -----
+
+
+def magnet_iteration(t: int, every: int) -> int:
+    """The iterate whose log-probs anchor iteration t's reference (the magnet): pi_0 when `every` = 0, else the
+    last multiple of `every` before t, pi_{every floor((t-1)/every)}.
+
+    Magnetic mirror descent toward a fixed pi_0 converges to the equilibrium of the game regularised toward pi_0,
+    not to the Nash one; moving the magnet to the current iterate every `every` iterations (MPO, Wang et al. 2024,
+    arXiv 2410.16714: a proximal-point outer loop) makes that regularised equilibrium approach the Nash one.
+    """
+    if t < 1 or every < 0:
+        raise ValueError(f"need t >= 1 and every >= 0 (got t={t}, every={every})")
+    return every * ((t - 1) // every) if every else 0
+
+
+OPTIMISTIC_DEPTH = 3  # checkpoints in the optimistic reference: weights 1/2, 1/4, 1/4 (the rest of the EMA lumped)
+
+
+def optimistic_weights(t: int, depth: int = OPTIMISTIC_DEPTH) -> dict[int, float]:
+    """{iteration: weight} of the reference of iteration t's optimistic step (run numbering: pi_t is trained from
+    pi_{t-1}): the geometric moving average B = pi_{t-1}^(1/2) pi_{t-2}^(1/4) ..., cut after `depth` checkpoints
+    (the cut-off mass on the oldest; iterations below 0 fold into pi_0).
+
+    Optimistic multiplicative weights, log pi_{t+1} = log pi_t + eta (2 P(. > pi_t) - P(. > pi_{t-1})), is the same
+    as log pi_{t+1} = log B_t + 2 eta P(. > pi_t) with B_{t+1} = (B_t pi_{t+1})^(1/2) (the "past extragradient"
+    form; optimistic / extragradient methods for preference games: EGPO, arXiv 2503.08942, ONPO, arXiv 2502.16852).
+    The second win rate enters through earlier checkpoints' log-probs, so no extra judge call is made.
+    """
+    if t < 1 or depth < 1:
+        raise ValueError(f"need t >= 1 and depth >= 1 (got t={t}, depth={depth})")
+    out: dict[int, float] = {}
+    for k in range(depth):
+        w = 0.5 ** (k + 1) if k < depth - 1 else 0.5 ** (depth - 1)
+        out[max(t - 1 - k, 0)] = out.get(max(t - 1 - k, 0), 0.0) + w
+    return out
+
+
+def reference_weights(t: int, reference_mix: float = 0.0, magnet_every: int = 0,
+                      optimistic: bool = False) -> dict[int, float]:
+    """{iteration: weight}, summing to 1, of the checkpoints whose log-probs make iteration t's reference
+    prod_i pi_i^(w_i): (1 - a) on pi_{t-1} (on `optimistic_weights` from t = 2 on) and a = `reference_mix` on the
+    magnet `magnet_iteration(t, magnet_every)`. {t - 1: 1.0}: the paper's reference pi_{t-1}."""
+    base = optimistic_weights(t) if optimistic and t >= 2 else {t - 1: 1.0}
+    out = {i: (1.0 - reference_mix) * w for i, w in base.items()}
+    if reference_mix > 0:
+        m = magnet_iteration(t, magnet_every)
+        out[m] = out.get(m, 0.0) + float(reference_mix)
+    return out
+
+
+def anchor_models(t: int, reference_mix: float = 0.0, magnet_every: int = 0, optimistic: bool = False):
+    """`reference_weights` without the current policy pi_{t-1} (the trainer's own reference): what
+    `combined_anchor` folds into one `mix_log_probs` anchor. Empty: the reference is pi_{t-1} alone."""
+    weights = reference_weights(t, reference_mix, magnet_every, optimistic)
+    return {i: w for i, w in weights.items() if i != t - 1 and w > 0}
+
+
+def combined_anchor(weights, logps):
+    """(c, log anchor) with (1 - c) log pi_t + c log anchor = (1 - sum w) log pi_t + sum w_i log p_i.
+
+    Several geometric anchors in the reference (the magnet, earlier iterates for optimism) folded into the one
+    `mix_log_probs` the trainer applies: c = sum w_i and log anchor = sum w_i log p_i / c.
+    """
+    weights = [float(w) for w in weights]
+    if len(weights) != len(logps) or not weights or min(weights) < 0 or not 0 < sum(weights) < 1:
+        raise ValueError(f"anchor weights {weights}: need one per log-prob array, each >= 0, sum in (0, 1)")
+    c = sum(weights)
+    return c, sum(w * lp for w, lp in zip(weights, logps)) / c
+
+
+def optimistic_step(eta: float, optimistic: bool, t: int) -> float:
+    """SPPO's step at iteration t: 2 eta for the optimistic update from t = 2 on (`optimistic_weights`), else eta."""
+    if eta <= 0:
+        raise ValueError(f"eta={eta}: must be > 0")
+    return 2.0 * eta if optimistic and t >= 2 else float(eta)
 
 
 # ----- all K responses -----

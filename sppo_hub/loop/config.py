@@ -287,8 +287,8 @@ class RunConfig:
             raise ValueError("evaluation.compare_prompts must be >= 0.")
         self.equilibrium.validate()
         eq = self.equilibrium
-        if (eq.all_responses or eq.reference_mix) and self.training.loss != "sppo":
-            raise ValueError(f"equilibrium.all_responses / reference_mix work with training.loss=sppo (the loss on each "
+        if (eq.all_responses or eq.reference_mix or eq.optimistic) and self.training.loss != "sppo":
+            raise ValueError(f"equilibrium.all_responses / reference_mix / optimistic work with training.loss=sppo (the loss on each "
                              f"response's own win rate), not {self.training.loss!r}; set training.loss=sppo.")
         for i, hook in enumerate(self.evaluation.hooks):
             if not isinstance(hook, dict) or "name" not in hook or set(hook) - {"name", "args"}:

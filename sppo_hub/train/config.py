@@ -41,8 +41,9 @@ class SPPOConfig(DPOConfig):
     tau: float = field(default=0.0, metadata={"help": "INPO's KL weight toward pi_ref (0 <= tau * eta <= 1)."})
     reference_mix: float = field(
         default=0.0,
-        metadata={"help": "a in [0, 1): the reference becomes pi_ref^(1-a) pi_0^a, pi_0's log-probs read from the "
-                          "init_*_logps columns (sppo_hub.equilibrium.options; add them with add_initial_logps). 0: off."},
+        metadata={"help": "a in [0, 1): the reference becomes pi_ref^(1-a) pi_0^a, pi_0's (or any anchor's) log-probs "
+                          "read from the init_*_logps columns (sppo_hub.equilibrium.options; add them with "
+                          "add_initial_logps). 0: off."},
     )
     label_smoothing: float = field(default=0.0, metadata={"help": "cDPO label smoothing for loss_type='dpo'."})
     ipo_reduction: str = field(

@@ -4,7 +4,9 @@
   after pi_{t-1}'s own K responses so the judge scores them with the rest;
 - `adjust_datasets`: the data stage re-estimates win rates against pi_{t-1}'s K samples only;
 - `prepare_training`: the train stage's dataset (every response with its own target, or the best / worst pairs)
-  and, with `reference_mix`, pi_0's log-probs so that the trainer's reference becomes pi_{t-1}^(1-a) pi_0^a;
+  and, with `reference_mix` / `magnet_every` / `optimistic`, the anchor checkpoints' log-probs so that the
+  trainer's reference becomes pi_{t-1}^(1-c) anchor^c (`options.reference_weights`), with the step 2 eta when
+  optimistic;
 - `record_mixture`: `mixture.json` in the run folder after each iteration, naming the iterates (published repo
   and commit, or local folder) and weights of the averaged policy (`sppo_hub.generation.mixture`).
 """
@@ -65,25 +67,48 @@ def adjust_datasets(ctx: RunContext, datasets: dict) -> dict:
     return out
 
 
-def prepare_training(ctx: RunContext, datasets: dict, args):
-    """(train dataset, SPPOConfig) for iteration t under the `equilibrium` options."""
+def anchors(ctx: RunContext, t: int) -> dict[int, float]:
+    """{iteration: weight} of the checkpoints mixed into iteration t's reference besides pi_{t-1} (empty: none)."""
+    from ...equilibrium.options import anchor_models
+
+    eq = ctx.config.equilibrium
+    return anchor_models(t, eq.reference_mix, eq.magnet_every, eq.optimistic)
+
+
+def prepare_training(ctx: RunContext, datasets: dict, args, t: int = 1):
+    """(train dataset, SPPOConfig) for iteration t under the `equilibrium` options.
+
+    The trainer's reference is pi_{t-1}^(1-c) anchor^c (`SPPOConfig.reference_mix` = c, the anchor's log-probs in the
+    init_*_logps columns): `equilibrium.options.reference_weights` (the magnet, pi_0 or with `magnet_every` the iterate
+    `magnet_iteration(t, every)`, with weight reference_mix; with `optimistic` from t = 2 on, earlier iterates and
+    the step 2 eta), folded by `combined_anchor`. One forward pass per anchor model.
+    """
     from ...equilibrium.options import all_response_pairs
 
     eq = ctx.config.equilibrium
     train = all_response_pairs(datasets["table"]) if eq.all_responses else datasets["pairs"]
-    if not eq.reference_mix:
+    weights = anchors(ctx, t)
+    if not weights:
         return train, args
+    import numpy as np
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ...train.trainer import add_initial_logps
+    from ...equilibrium.options import combined_anchor, optimistic_step
+    from ...train.trainer import INIT_LOGP_COLUMNS, add_initial_logps
 
-    args = replace(args, reference_mix=eq.reference_mix)
-    base = ctx.policy_path(0)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if args.bf16 else torch.float32)
-    train = add_initial_logps(model, train, args, processing_class=AutoTokenizer.from_pretrained(base))
-    del model  # pi_0 is only needed for this one pass
-    return train, args
+    columns = {}
+    for it in weights:  # each anchor model is only needed for this one pass
+        path = ctx.policy_path(it)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if args.bf16 else torch.float32)
+        scored = add_initial_logps(model, train, args, processing_class=AutoTokenizer.from_pretrained(path))
+        del model
+        columns[it] = {c: np.asarray(scored[c], dtype=np.float64) for c in INIT_LOGP_COLUMNS}
+    for c in INIT_LOGP_COLUMNS:
+        mix, logps = combined_anchor(list(weights.values()), [columns[it][c] for it in weights])
+        train = train.remove_columns([c]) if c in train.column_names else train
+        train = train.add_column(c, logps.tolist())
+    return train, replace(args, reference_mix=mix, eta=optimistic_step(args.eta, eq.optimistic, t), beta=None)
 
 
 def record_mixture(ctx: RunContext, t: int) -> Path | None:

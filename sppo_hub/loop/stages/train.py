@@ -63,7 +63,7 @@ def train(ctx: RunContext, t: int, timer, data: dict) -> dict:
     if train_on_cpu(ctx.process):
         kwargs["use_cpu"] = True  # else accelerate finds no GPU backend and each process trains alone
     args = SPPOConfig(**kwargs)
-    pairs, args = equilibrium.prepare_training(ctx, datasets, args)  # all responses / pi_0 in the reference
+    pairs, args = equilibrium.prepare_training(ctx, datasets, args, t)  # all responses / anchors in the reference
     lora = None
     if tc.use_lora:
         from peft import LoraConfig
@@ -90,6 +90,7 @@ def train(ctx: RunContext, t: int, timer, data: dict) -> dict:
     global_batch = tc.per_device_train_batch_size * tc.gradient_accumulation_steps * ctx.process.world_size
     return {"path": str(final), "reference": policy, "seed": ctx.config.seed + t, "lora": tc.use_lora,
             "processes": ctx.process.world_size, "global_batch_size": global_batch,
-            "shares": metrics.get("shares", {}), "last_batch": remainder,
+            "shares": metrics.get("shares", {}), "last_batch": remainder, "eta": args.eta,
+            "reference_anchors": {str(i): w for i, w in equilibrium.anchors(ctx, t).items()},
             "loss_history": [list(x) for x in metrics.get("loss_history", [])],
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
