@@ -77,6 +77,8 @@ def describe(err: BaseException) -> tuple[int, str]:
     """(exit code, one-line message) for an exception that ended a command."""
     if isinstance(err, UserError):
         return USAGE, str(err)
+    if type(err).__name__ == "HubUnavailableError":  # sppo_hub.hub.retry: the message says what failed and what next
+        return FAILURE, _first_line(err)
     found = _hub_error(err) or _connection_error(err)
     if found:
         return found

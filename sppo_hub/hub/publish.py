@@ -3,7 +3,9 @@ iteration, one Collection per run, generated cards. huggingface_hub's public API
 
 Re-publishing is safe: every artifact carries `sppo/artifact.json` (sha256 of each file); publishing
 identical content again is a no-op that returns the existing commit, different content is refused
-unless `overwrite=True`. Run bookkeeping (that manifest, the run manifest, the loss log) lives in the
+unless `overwrite=True`. A flaky Hub (429, 5xx, dropped connections) is retried call by call (`retry.HubRetry`);
+a commit whose reply was lost is found on the Hub (its message, parent and content) and never sent twice.
+Run bookkeeping (that manifest, the run manifest, the loss log) lives in the
 repo's `sppo/` folder, beside the files a user loads.
 """
 
@@ -111,13 +113,16 @@ class HubPublisher:
     def __init__(self, org: str, run_name: str, private: bool = False, endpoint: str | None = None,
                  token: str | bool | None = None, model_repo_template: str = "{org}/{run}-iter{t}",
                  data_repo_template: str = "{org}/{run}-iter{t}-data", tag_template: str = "iter-{t}",
-                 collection_title: str = "SPPO run {run}"):
+                 collection_title: str = "SPPO run {run}", retry=None):
         from huggingface_hub import HfApi
+
+        from .retry import HubRetry
 
         for name, value in (("org", org), ("run_name", run_name)):
             if not value or "/" in value:
                 raise ValueError(f"{name}={value!r}: give a non-empty Hub namespace/name part without '/'.")
         self.org, self.run_name, self.private = org, run_name, private
+        self.retry = retry or HubRetry()  # transient Hub failures: retried with backoff, each wait reported
         clean_stale_staging_dirs()
         self.model_repo_template, self.data_repo_template = model_repo_template, data_repo_template
         self.tag_template, self.collection_title = tag_template, collection_title
@@ -248,8 +253,10 @@ class HubPublisher:
         (folder / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         tag = self.tag(iteration)
-        url = self.api.create_repo(repo_id, repo_type=repo_type, private=self.private, exist_ok=True)
-        refs = self.api.list_repo_refs(repo_id, repo_type=repo_type)
+        api, call = self.api, self._call
+        url = call(f"create_repo {repo_id}", api.create_repo, repo_id, repo_type=repo_type, private=self.private,
+                   exist_ok=True)
+        refs = call(f"list_repo_refs {repo_id}", api.list_repo_refs, repo_id, repo_type=repo_type)
         head = next(b.target_commit for b in refs.branches if b.name == "main")
         tagged = next((t.target_commit for t in refs.tags if t.name == tag), None)
         existing = self._remote_manifest(repo_id, repo_type, tagged or head)
@@ -257,7 +264,7 @@ class HubPublisher:
             if existing.get("content_sha256") == manifest["content_sha256"]:
                 sha = tagged or head
                 if tagged is None:
-                    self.api.create_tag(repo_id, repo_type=repo_type, tag=tag, revision=sha)
+                    self._create_tag(repo_id, repo_type, tag, sha, None)
                 logger.info("%s already holds this artifact (commit %s): nothing to publish", repo_id, sha)
                 return RepoRef(repo_id, repo_type, sha, str(url), tag)
             if not overwrite:
@@ -265,21 +272,53 @@ class HubPublisher:
                     f"{repo_type} repo {repo_id} already holds a different artifact for iteration {iteration} "
                     f"(commit {tagged or head}); pass overwrite=True to replace it, or publish under another run name.")
         local = set(manifest["files"]) | {MANIFEST}
-        remote = {f for f in self.api.list_repo_files(repo_id, repo_type=repo_type, revision=head)}
+        remote = set(call(f"list_repo_files {repo_id}", api.list_repo_files, repo_id, repo_type=repo_type, revision=head))
         if existing is None and remote - {".gitattributes"} and not overwrite:
             raise ArtifactConflictError(
                 f"{repo_type} repo {repo_id} already has files not published by sppo-hub "
                 f"({sorted(remote)[:5]}...); pass overwrite=True to replace them, or choose another repo name.")
         ops: list = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)) for rel in sorted(local)]
         ops += [CommitOperationDelete(path_in_repo=rel) for rel in sorted(remote - local - {".gitattributes"})]
-        info = self.api.create_commit(repo_id, operations=ops, commit_message=message, repo_type=repo_type,
-                                      parent_commit=head)
-        sha = info.oid
+        # parent_commit=head: the Hub refuses the commit if anything landed meanwhile. A retry after a lost reply
+        # first looks for this very commit on the Hub (`_applied_commit`), so it is never applied twice.
+        info = call(f"create_commit {repo_id}", api.create_commit, repo_id, operations=ops, commit_message=message,
+                    repo_type=repo_type, parent_commit=head,
+                    recover=lambda: self._applied_commit(repo_id, repo_type, head, message, manifest))
+        sha = getattr(info, "oid", info)  # a CommitInfo, or the sha `_applied_commit` found
         if tagged is not None:
-            self.api.delete_tag(repo_id, repo_type=repo_type, tag=tag)
-        self.api.create_tag(repo_id, repo_type=repo_type, tag=tag, revision=sha,
-                            tag_message=f"SPPO run {self.run_name}, iteration {iteration}")
+            call(f"delete_tag {tag} of {repo_id}", api.delete_tag, repo_id, repo_type=repo_type, tag=tag,
+                 recover=lambda: self._tag_target(repo_id, repo_type, tag) is None or None)
+        self._create_tag(repo_id, repo_type, tag, sha, f"SPPO run {self.run_name}, iteration {iteration}")
         return RepoRef(repo_id, repo_type, sha, str(url), tag)
+
+    def _call(self, what: str, fn, *args, recover=None, **kwargs):
+        """One Hub call through `self.retry` (transient failures retried, each wait reported)."""
+        return self.retry.call(what, fn, *args, recover=recover, **kwargs)
+
+    def _tag_target(self, repo_id: str, repo_type: str, tag: str) -> str | None:
+        refs = self.api.list_repo_refs(repo_id, repo_type=repo_type)
+        return next((t.target_commit for t in refs.tags if t.name == tag), None)
+
+    def _create_tag(self, repo_id: str, repo_type: str, tag: str, sha: str, message: str | None) -> None:
+        self._call(f"create_tag {tag} of {repo_id}", self.api.create_tag, repo_id, repo_type=repo_type, tag=tag,
+                   revision=sha, tag_message=message,
+                   recover=lambda: self._tag_target(repo_id, repo_type, tag) == sha or None)
+
+    def _applied_commit(self, repo_id: str, repo_type: str, parent: str, message: str, manifest: dict) -> str | None:
+        """The sha of our commit if the Hub applied it (main moved from `parent` to a commit with our message and
+        content); None if main has not moved (not applied: send it again). Anything else landed meanwhile: refused."""
+        refs = self.api.list_repo_refs(repo_id, repo_type=repo_type)
+        head = next(b.target_commit for b in refs.branches if b.name == "main")
+        if head == parent:
+            return None
+        commits = self.api.list_repo_commits(repo_id, repo_type=repo_type, revision=head)
+        ours = (len(commits) > 1 and commits[0].title == message and commits[1].commit_id == parent
+                and (self._remote_manifest(repo_id, repo_type, head) or {}).get("content_sha256")
+                == manifest["content_sha256"])
+        if not ours:
+            raise ArtifactConflictError(f"{repo_type} repo {repo_id} changed while publishing ({parent[:8]} -> "
+                                        f"{head[:8]}, not by this run); rerun with --resume to publish again.")
+        return head
 
     def _refuse_token_in(self, folder: Path, max_bytes: int = 20 * 1024 * 1024) -> None:
         """Refuse to publish any (non-weight-sized) file that contains the Hub token."""
@@ -299,7 +338,8 @@ class HubPublisher:
 
         for name in (MANIFEST, LEGACY_MANIFEST):
             try:
-                path = self.api.hf_hub_download(repo_id, name, repo_type=repo_type, revision=revision)
+                path = self._call(f"download {name} of {repo_id}", self.api.hf_hub_download, repo_id, name,
+                                  repo_type=repo_type, revision=revision)
             except EntryNotFoundError:
                 continue
             return json.loads(Path(path).read_text())
@@ -309,15 +349,17 @@ class HubPublisher:
     def collection(self):
         """The run's collection (created on first use; one per run and namespace)."""
         title = self.collection_title.format(run=self.run_name, org=self.org)
-        return self.api.create_collection(title, namespace=self.org, private=self.private, exists_ok=True,
-                                          description=f"Models and preference data of SPPO run {self.run_name}.")
+        return self._call(f"create_collection {title!r}", self.api.create_collection, title, namespace=self.org,
+                          private=self.private, exists_ok=True,
+                          description=f"Models and preference data of SPPO run {self.run_name}.")
 
     def add_to_collection(self, *refs: RepoRef) -> Any:
         """Add published artifacts to the run's collection (in the order given; already-present ones are kept)."""
         coll = self.collection()
         for ref in refs:
             note = f"{ref.tag or ''} {ref.repo_type}".strip()
-            coll = self.api.add_collection_item(coll.slug, ref.repo_id, ref.repo_type, note=note, exists_ok=True)
+            coll = self._call(f"add {ref.repo_id} to collection {coll.slug}", self.api.add_collection_item, coll.slug,
+                              ref.repo_id, ref.repo_type, note=note, exists_ok=True)
         return coll
 
 

@@ -173,6 +173,10 @@ class PublishConfig:
     endpoint: str | None = field(default=None, metadata={"help": "Hub URL; default: HF_ENDPOINT or huggingface.co."})
     local_hub: bool = field(default=False, metadata={"help": "Start the built-in local Hub for this run and publish there."})
     merge_lora: bool = field(default=True, metadata={"help": "Publish LoRA runs as merged full checkpoints."})
+    retry_max_wait_s: float = field(default=300.0, metadata={"help": (
+        "Longest total wait, in seconds, for one Hub call through a flaky Hub (429, 5xx, dropped connections): "
+        "retried with backoff that honours Retry-After, one console line per wait; past it the stage fails and "
+        "--resume goes on. 0: no retries.")})
 
 
 @dataclass
@@ -283,6 +287,9 @@ class RunConfig:
         if recheck_rule != self.data.rule:
             raise ValueError(f"judge.extra.recheck_rule={recheck_rule!r} differs from data.rule={self.data.rule!r}: near "
                              "ties must be those of the rule that picks the pairs; drop recheck_rule (it follows data.rule).")
+        _check_type("publish.retry_max_wait_s", self.publish.retry_max_wait_s, float)
+        if self.publish.retry_max_wait_s < 0:
+            raise ValueError(f"publish.retry_max_wait_s={self.publish.retry_max_wait_s}: give seconds >= 0.")
         if self.evaluation.compare_prompts < 0:
             raise ValueError("evaluation.compare_prompts must be >= 0.")
         self.equilibrium.validate()

@@ -26,6 +26,7 @@ DEPENDS = {
     "judge.": ("judge", "compare"),
     "data.": ("data",),
     "training.": ("train",),
+    "publish.retry_max_wait_s": (),  # how long a flaky Hub is waited for changes no artifact
     "publish.": ("publish_data", "publish_model"),
     "run_name": ("publish_data", "publish_model"),
     "evaluation.compare_prompts": ("prompts", "baseline", "compare"),

@@ -18,7 +18,7 @@ from .manifest import RunManifest, print_summary
 from .ranks import check_launch, open_manifest, process_info, share_from_main
 from .resume import open_run_manifest
 from .stages import compare, data, equilibrium, evaluate, generate, judge, publish, setup, train
-from .stages.context import RunContext
+from .stages.context import RunContext, hub_retry
 from .stages.dedupe import local_hub_data_dir
 from .stages.setup import load_run_prompts
 
@@ -97,14 +97,27 @@ class SPPORun:
 # ----------------------------------------------------------------------------- entry point
 
 
-def check_endpoint(endpoint: str | None) -> str:
-    """Ask the endpoint who the token belongs to; a refused or missing token fails here, before any work."""
+def check_endpoint(endpoint: str | None, retry=None) -> str:
+    """Ask the endpoint who the token belongs to; a refused or missing token fails here, before any work.
+
+    `retry` (a `HubRetry`): a busy Hub (429, 5xx) is waited for; one that cannot be reached (a wrong URL) fails
+    at once."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
+    from ..hub.retry import TRANSIENT_STATUS, HubUnavailableError
+
     where = endpoint or "https://huggingface.co"
+    whoami = HfApi(endpoint=endpoint).whoami
     try:
-        info = HfApi(endpoint=endpoint).whoami()
+        try:
+            info = whoami()
+        except HfHubHTTPError as err:
+            if retry is None or getattr(err.response, "status_code", None) not in TRANSIENT_STATUS:
+                raise
+            info = retry.call(f"whoami at {where}", whoami)
+    except HubUnavailableError:
+        raise
     except LocalTokenNotFoundError as err:
         raise ValueError(
             f"publish: no Hub token found for {where}; set HF_TOKEN (a write token) or run `hf auth login`, "
@@ -164,7 +177,8 @@ def run_from_config(config: RunConfig, resume: bool = False, hub_port: int = 0, 
                 from ..hub import use_endpoint
 
                 switch = use_endpoint(endpoint)
-            user = check_endpoint(endpoint) if config.publish.enabled else None
+            user = check_endpoint(endpoint, hub_retry(config.publish.retry_max_wait_s, console)) \
+                if config.publish.enabled else None
             for hook in config.evaluation.hooks:  # a misspelt hook fails now, not after the first iteration
                 resolve_eval_hook(hook["name"])
             # The prompt source and column are checked before anything is written or loaded.

@@ -114,6 +114,7 @@ class RunContext:
     _prompts: list[str] | None = field(default=None, repr=False)
     _judge: Any = field(default=None, repr=False)
     _publisher: Any = field(default=None, repr=False)
+    _hub_retry: Any = field(default=None, repr=False)
 
     @property
     def run_dir(self) -> Path:
@@ -185,7 +186,8 @@ class RunContext:
         # A local Hub's repo ids are reused across runs: keep its downloads beside the run, not in the user cache.
         local = bool(self.endpoint) and is_local_endpoint(self.endpoint)
         cache = str(self.run_dir / ".hub-cache") if local else None
-        path = snapshot_download(repo_id, revision=commit, endpoint=self.endpoint, cache_dir=cache)
+        path = self.hub_retry().call(f"download {repo_id}@{commit[:8]}", snapshot_download, repo_id, revision=commit,
+                                     endpoint=self.endpoint, cache_dir=cache)
         from .dedupe import link_snapshot_to_hub, local_hub_dir
 
         hub_dir = local_hub_dir(self)
@@ -230,5 +232,19 @@ class RunContext:
             if not self.namespace:
                 raise ValueError("publish.org is empty and the token has no user name; set publish.org=<namespace>.")
             self._publisher = HubPublisher(self.namespace, self.config.repo_prefix, private=self.config.publish.private,
-                                           endpoint=self.endpoint)
+                                           endpoint=self.endpoint, retry=self.hub_retry())
         return self._publisher
+
+    def hub_retry(self):
+        """Every Hub call of the run goes through this: transient failures retried within publish.retry_max_wait_s,
+        each wait one console line."""
+        if self._hub_retry is None:
+            self._hub_retry = hub_retry(self.config.publish.retry_max_wait_s, self.console)
+        return self._hub_retry
+
+
+def hub_retry(max_wait_s: float, console):
+    from ...hub.retry import HubRetry, RetryPolicy
+
+    return HubRetry(RetryPolicy(max_total_wait_s=float(max_wait_s)),
+                    on_wait=lambda line: console.print(f"  {line}", style="yellow", markup=False, highlight=False))

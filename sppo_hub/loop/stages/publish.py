@@ -88,10 +88,19 @@ def publish_final_manifest(ctx: RunContext) -> None:
     from ...hub.publish import BOOKKEEPING_DIR
 
     path_in_repo = f"{BOOKKEEPING_DIR}/run_manifest.json"
-    try:
-        current = Path(api.hf_hub_download(repo_id, path_in_repo)).read_text()
-    except Exception:
-        current = None
-    if current != text:
-        api.upload_file(path_or_fileobj=text.encode(), path_in_repo=path_in_repo, repo_id=repo_id,
-                        commit_message=f"SPPO run {ctx.config.run_name}: final run manifest")
+    retry = ctx.hub_retry()
+
+    def current() -> str | None:
+        from huggingface_hub.errors import EntryNotFoundError
+
+        try:
+            return Path(retry.call(f"download {path_in_repo} of {repo_id}", api.hf_hub_download, repo_id,
+                                   path_in_repo)).read_text()
+        except EntryNotFoundError:
+            return None
+
+    if current() != text:  # a retry after a lost reply finds the manifest there and commits nothing twice
+        retry.call(f"upload {path_in_repo} to {repo_id}", api.upload_file, path_or_fileobj=text.encode(),
+                   path_in_repo=path_in_repo, repo_id=repo_id,
+                   commit_message=f"SPPO run {ctx.config.run_name}: final run manifest",
+                   recover=lambda: current() == text or None)
