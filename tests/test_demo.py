@@ -105,6 +105,46 @@ def test_published_weights_are_stored_once(tmp_path):
     assert link_folder_to_hub(run_copy.parent, hub) == 0 and other.stat().st_nlink == 1
 
 
+def _make_arithmetic():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_arithmetic", REPO_ROOT / "recipes" / "data" / "make_arithmetic.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_equivalent_questions_share_a_class():
+    canonical = _make_arithmetic().canonical
+    assert canonical("What is 3 + 7? Answer with the number.") == canonical("What is 7+3?") == ("+", 3, 7)
+    assert canonical("What is 8 x 6?") == canonical("Compute 6 * 8.") == canonical("6 × 8") == ("x", 6, 8)
+    assert canonical("What is 12 - 5?") != canonical("What is 5 - 12?")
+
+
+def test_shipped_prompts_are_the_scripts_output():
+    rows = [json.loads(line) for line in (REPO_ROOT / "recipes" / "data" / "arithmetic_prompts.jsonl").open()]
+    assert rows == _make_arithmetic().build(len(rows), seed=0)  # regenerate: python recipes/data/make_arithmetic.py
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 100, 101])
+def test_demo_heldout_questions_never_appear_in_training(seed):
+    """The run's own split of the shipped file (load_run_prompts + plan_prompt_split, as the `prompts` stage
+    does): no held-out question's class (itself, its commuted twin, any rewording) is among the training
+    questions of any iteration."""
+    from sppo_hub.config import load_recipe
+    from sppo_hub.stages.setup import load_run_prompts, plan_prompt_split
+
+    canonical = _make_arithmetic().canonical
+    config = load_recipe(RECIPE, [f"seed={seed}", f"prompts.path={REPO_ROOT / 'recipes/data/arithmetic_prompts.jsonl'}"])
+    pool = load_run_prompts(config)
+    chunks, held = plan_prompt_split(config, pool)
+    assert len(held) == config.evaluation.compare_prompts
+    train = {canonical(pool[i]) for chunk in chunks for i in chunk}
+    heldout = [canonical(pool[i]) for i in held]
+    assert len(set(heldout)) == len(heldout)
+    assert not train & set(heldout), sorted(train & set(heldout))[:5]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
