@@ -177,7 +177,7 @@ def test_demo_recipe_at_smoke_size(tmp_path, tiny_model_dir):
     env.pop("SPPO_HUB_LOCAL_DIR", None)
     prompts = REPO_ROOT / "recipes" / "data" / "arithmetic_prompts.jsonl"  # the recipe's path is relative to the repo
     overrides = [f"model={tiny_model_dir}", f"prompts.path={prompts}", "prompts.limit=22",
-                 "evaluation.compare_prompts=6", "iterations=2", "sampling.num_samples=2",
+                 "evaluation.compare_prompts=6", "evaluation.compare_samples=2", "iterations=2", "sampling.num_samples=2",
                  "sampling.max_new_tokens=4", "sampling.batch_size=8",
                  "training.max_length=64", f"output_dir={run_dir}"]
     cmd = [sys.executable, "-m", "sppo_hub", "run", str(RECIPE), *overrides,
@@ -189,12 +189,19 @@ def test_demo_recipe_at_smoke_size(tmp_path, tiny_model_dir):
     # a console a person can read: no library bars, no raw Trainer dicts, no warnings, no cursor-up codes
     assert "\x1b[A" not in console and "{'loss'" not in console, console[-3000:]
     assert not re.search(r"Warning|Loading weights|Map:|Fetching \d+ files|it/s\]", console), console[-3000:]
-    assert "acc: share of held-out answers" in console and "pi_0 held-out accuracy" in console
+    assert "held-out acc: share of held-out answers" in console and "pi_0 held-out accuracy" in console
+    assert "95% intervals, clustered by held-out prompt (2 sampled answer(s) each)" in console
     assert "rule-based correctness judge" in console
     assert f"sppo-hub hub serve --data-dir {hub_dir} --port {port}" in console
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["iterations"]["0"]["baseline"]["artifacts"]["accuracy"] is not None
+    for t in ("1", "2"):  # every held-out number has its 95% interval, around it
+        cmp = manifest["iterations"][t]["compare"]["artifacts"]
+        assert cmp["samples_per_prompt"] == 2 and len(cmp["correct_per_prompt"]) == 6
+        for key in ("accuracy", "accuracy_gain", "win_rate_vs_base", "win_rate_vs_previous"):
+            lo, hi = cmp[f"{key}_ci"]
+            assert lo <= cmp[key] <= hi, (key, cmp)
     assert manifest["iterations"]["1"]["judge"]["artifacts"]["judge"] == "rule-based correctness judge"
     # the judge as recorded (what `space run` rebuilds from the manifest) separates a right from a wrong answer
     from sppo_hub.judges import JudgeConfig, load_judge
