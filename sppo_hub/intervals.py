@@ -54,9 +54,15 @@ def accuracy_interval(per_question: Sequence[Sequence[bool]]) -> tuple[float, fl
 
 
 def fmt_interval(value: float, interval: Sequence[float] | None, percent: bool = False) -> str:
-    """'56.2% [48.1, 64.0]' or '0.641 [0.58, 0.70]' (the value alone when there is no interval)."""
+    """'56.2% [48, 64]' (interval in whole percent) or '0.641 [0.58, 0.70]'; the value alone without an interval."""
     if percent:
         text = f"{value:.1%}"
-        return text if interval is None else f"{text} [{interval[0]:.1%}, {interval[1]:.1%}]"
+        return text if interval is None else f"{text} [{interval[0] * 100:.0f}, {interval[1] * 100:.0f}]"
     text = f"{value:.3f}"
     return text if interval is None else f"{text} [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def fmt_gain(value: float, interval: Sequence[float] | None) -> str:
+    """A difference of two shares in percentage points: '+14.8 [+11, +19]'."""
+    text = f"{value * 100:+.1f}"
+    return text if interval is None else f"{text} [{interval[0] * 100:+.0f}, {interval[1] * 100:+.0f}]"

@@ -171,24 +171,23 @@ def print_summary(manifest: RunManifest, iterations: int, console, endpoint: str
 
     # light borders: ten columns still fit an 80-column terminal
     table = Table(title=f"SPPO run {manifest.data['run_name']}: {iterations} iteration(s)", box=box.SIMPLE_HEAD,
-                  padding=(0, 1), collapse_padding=True)
-    from .intervals import fmt_interval
+                  padding=(0, 1), collapse_padding=True, show_edge=False, pad_edge=False)
+    from .intervals import fmt_gain, fmt_interval
 
     base = (manifest.stage(0, "baseline") or {}).get("artifacts", {})
     base_acc = base.get("accuracy")
     accuracy = base_acc is not None  # a verifiable judge scored the held-out responses
     pct = lambda v, ci=None: fmt_interval(v, ci, percent=True) if isinstance(v, float) else "-"  # noqa: E731
     num = lambda v, ci=None: fmt_interval(v, ci) if isinstance(v, float) else "-"  # noqa: E731
-    for col in ("iter",) + (("held-out acc", "gain vs pi_0") if accuracy else ()) + (
-            "win vs base", "win vs prev", "chosen win"):
-        table.add_column(col, justify="right")
+    for col in ("iter",) + (("held-out acc", "gain (points)") if accuracy else ()) + ("win vs base", "win vs prev"):
+        table.add_column(col, justify="right", no_wrap=True)
     times = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
-    for col in ("iter", "gen s", "judge s", "train s", "compare s", "publish s", "total s"):
+    for col in ("iter", "chosen win", "gen s", "judge s", "train s", "compare s", "publish s", "total s"):
         times.add_column(col, justify="right")
     if accuracy:
         base_secs = (manifest.stage(0, "baseline") or {}).get("seconds", 0.0)
-        table.add_row("0", pct(base_acc, base.get("accuracy_ci")), "-", "-", "-", "-")
-        times.add_row("0", "-", "-", "-", f"{base_secs:.1f}", "-", f"{base_secs:.1f}")
+        table.add_row("0", pct(base_acc, base.get("accuracy_ci")), "-", "-", "-")
+        times.add_row("0", "-", "-", "-", "-", f"{base_secs:.1f}", "-", f"{base_secs:.1f}")
     links = []
     for t in range(1, iterations + 1):
         get = lambda name: (manifest.stage(t, name) or {})  # noqa: E731
@@ -196,17 +195,15 @@ def print_summary(manifest: RunManifest, iterations: int, console, endpoint: str
         data = get("publish_data").get("artifacts", {})
         cmp = get("compare").get("artifacts", {})
         secs = lambda *names: sum(get(n).get("seconds", 0.0) for n in names)  # noqa: E731
-        gain, gain_ci = cmp.get("accuracy_gain"), cmp.get("accuracy_gain_ci")
-        gain_cell = "-" if not isinstance(gain, float) else f"{gain:+.1%}" + (
-            f" [{gain_ci[0]:+.1%}, {gain_ci[1]:+.1%}]" if gain_ci else "")
+        gain = cmp.get("accuracy_gain")
+        gain_cell = fmt_gain(gain, cmp.get("accuracy_gain_ci")) if isinstance(gain, float) else "-"
         table.add_row(
             str(t), *((pct(cmp.get("accuracy"), cmp.get("accuracy_ci")), gain_cell) if accuracy else ()),
             num(cmp.get("win_rate_vs_base"), cmp.get("win_rate_vs_base_ci")),
             num(cmp.get("win_rate_vs_previous"), cmp.get("win_rate_vs_previous_ci")),
-            num(get("data").get("artifacts", {}).get("mean_chosen_win_rate")),
         )
         times.add_row(
-            str(t), f"{secs('generate'):.1f}", f"{secs('judge'):.1f}", f"{secs('train'):.1f}",
+            str(t), num(get("data").get("artifacts", {}).get("mean_chosen_win_rate")), f"{secs('generate'):.1f}", f"{secs('judge'):.1f}", f"{secs('train'):.1f}",
             f"{secs('compare'):.1f}", f"{secs('publish_data', 'publish_model'):.1f}",
             f"{sum(e.get('seconds', 0.0) for e in manifest.data['iterations'].get(str(t), {}).values()):.1f}",
         )
@@ -219,12 +216,13 @@ def print_summary(manifest: RunManifest, iterations: int, console, endpoint: str
     console.print(table)
     samples = base.get("samples_per_prompt") or (manifest.stage(1, "compare") or {}).get(
         "artifacts", {}).get("samples_per_prompt", 1)
-    console.print(f"[brackets]: 95% intervals, clustered by held-out prompt ({samples} sampled answer(s) each). "
+    console.print(f"In brackets: 95% intervals, clustered by held-out prompt ({samples} sampled answer(s) each). "
                   + ("held-out acc: share of held-out answers the judge's checker marks correct (row 0: pi_0); "
-                     "gain vs pi_0: acc minus pi_0's, paired by prompt; " if accuracy else "")
-                  + "win vs base / prev: mean judge P(pi_t beats pi_0 / pi_{t-1}) over pairs of their answers; "
-                  "chosen win: mean win rate of the chosen responses (training data)")
+                     "gain: held-out acc minus pi_0's, in percentage points, paired by prompt; " if accuracy else "")
+                  + "win vs base / prev: mean judge P(pi_t beats pi_0 / pi_{t-1}) over pairs of their answers.",
+                  markup=False)
     console.print(times)
+    console.print("chosen win: mean win rate of the chosen responses (training data); times in wall seconds.")
     for line in links:
         console.print(line, soft_wrap=True)
     console.print(f"run folder: {manifest.path.parent}  (manifest: {manifest.path})", soft_wrap=True)

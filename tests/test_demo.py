@@ -190,7 +190,7 @@ def test_demo_recipe_at_smoke_size(tmp_path, tiny_model_dir):
     assert "\x1b[A" not in console and "{'loss'" not in console, console[-3000:]
     assert not re.search(r"Warning|Loading weights|Map:|Fetching \d+ files|it/s\]", console), console[-3000:]
     assert "held-out acc: share of held-out answers" in console and "pi_0 held-out accuracy" in console
-    assert "95% intervals, clustered by held-out prompt (2 sampled answer(s) each)" in console
+    assert "In brackets: 95% intervals, clustered by held-out prompt (2 sampled answer(s) each)" in console
     assert "rule-based correctness judge" in console
     assert f"sppo-hub hub serve --data-dir {hub_dir} --port {port}" in console
 

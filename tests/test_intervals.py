@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sppo_hub.intervals import Z95, accuracy_interval, fmt_interval, mean_interval, wilson_interval
+from sppo_hub.intervals import Z95, accuracy_interval, fmt_gain, fmt_interval, mean_interval, wilson_interval
 
 
 def test_wilson_matches_its_closed_form():
@@ -50,6 +50,7 @@ def test_accuracy_interval_clusters_several_answers_by_question():
 
 
 def test_format():
-    assert fmt_interval(0.5625, (0.44, 0.68), percent=True) == "56.2% [44.0%, 68.0%]"
+    assert fmt_interval(0.5625, (0.44, 0.684), percent=True) == "56.2% [44, 68]"
+    assert fmt_gain(0.148, (0.106, 0.191)) == "+14.8 [+11, +19]" and fmt_gain(-0.02, None) == "-2.0"
     assert fmt_interval(0.641, (0.58, 0.702)) == "0.641 [0.58, 0.70]"
     assert fmt_interval(0.641, None) == "0.641"

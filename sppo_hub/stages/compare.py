@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..intervals import accuracy_interval, fmt_interval, mean_interval
+from ..intervals import accuracy_interval, fmt_gain, fmt_interval, mean_interval
 from ..run_manifest import atomic_write_text
 from .context import RunContext
 
@@ -97,10 +97,9 @@ def compare(ctx: RunContext, t: int, timer) -> dict:
         k, k0 = art["samples_per_prompt"], base.get("samples_per_prompt", 1)
         gains = [c / k - c0 / k0 for c, c0 in zip(art["correct_per_prompt"], base["correct_per_prompt"])]
         art["accuracy_gain"], art["accuracy_gain_ci"] = _summary(gains)
-        ci = art["accuracy_gain_ci"]
         acc = (f"; held-out accuracy {fmt_interval(base['accuracy'], base.get('accuracy_ci'), True)} (pi_0) -> "
-               f"{fmt_interval(art['accuracy'], art['accuracy_ci'], True)}, gain {art['accuracy_gain']:+.1%}"
-               + (f" [{ci[0]:+.1%}, {ci[1]:+.1%}]" if ci else ""))
+               f"{fmt_interval(art['accuracy'], art['accuracy_ci'], True)}, "
+               f"gain {fmt_gain(art['accuracy_gain'], art['accuracy_gain_ci'])} points")
     ctx.console.print(
         f"  pi_{t} win rate vs pi_{t - 1}: {fmt_interval(art['win_rate_vs_previous'], art['win_rate_vs_previous_ci'])}, "
         f"vs base: {fmt_interval(art['win_rate_vs_base'], art['win_rate_vs_base_ci'])}{acc}"
