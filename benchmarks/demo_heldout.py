@@ -30,8 +30,9 @@ _BARE = re.compile(r"^\s*(?:-?\d+\s*[+\-x×*]\s*-?\d+\s*=\s*)?-?\d+\s*\.?\s*$")
 
 
 def kind(prompt: str) -> str:
+    """'1d+1d', '1dx1d', '1d-1d', '2d+1d': the operand sizes and the operator."""
     a, op, b = re.search(r"(\d+) ([+x-]) (\d+)", prompt).groups()
-    return f"{'two-digit' if int(a) > 9 else 'one-digit'} {op}"
+    return f"{len(a)}d{op}{len(b)}d"
 
 
 def run_seed(seed: int, out: Path) -> None:
@@ -51,7 +52,7 @@ def _ci(art: dict, key: str, pct: bool) -> str:
 
 
 def tables(seeds: list[int], out: Path) -> str:
-    rows = ["| seed | pi_0 accuracy | pi_1 accuracy | pi_2 accuracy | gain pi_2 - pi_0 | win vs pi_0: pi_1 | pi_2 |",
+    rows = ["| seed | pi_0 accuracy | pi_1 accuracy | pi_2 accuracy | gain pi_2 - pi_0 (points) | win vs pi_0: pi_1 | pi_2 |",
             "|---|---|---|---|---|---|---|"]
     learned = ["| seed | policy | accuracy by kind | mean length (chars) | bare answers | their accuracy | "
                "accuracy of the others | no number |", "|---|---|---|---|---|---|---|---|"]
@@ -64,7 +65,7 @@ def tables(seeds: list[int], out: Path) -> str:
         gci = art(2).get("accuracy_gain_ci")
         rows.append(f"| {seed} | {_ci(art(0), 'accuracy', True)} | {_ci(art(1), 'accuracy', True)} | "
                     f"{_ci(art(2), 'accuracy', True)} | "
-                    + (f"{gain:+.1%} [{gci[0]:+.1%}, {gci[1]:+.1%}]" if gain is not None else "-")
+                    + (f"{gain * 100:+.1f} [{gci[0] * 100:+.1f}, {gci[1] * 100:+.1f}]" if gain is not None else "-")
                     + f" | {_ci(art(1), 'win_rate_vs_base', False)} | {_ci(art(2), 'win_rate_vs_base', False)} |")
         pool = json.loads((folder / "prompts.json").read_text())
         held = [pool[i] for i in its["0"]["prompts"]["artifacts"]["heldout"]]
