@@ -78,6 +78,7 @@ def test_unknown_key_names_key_and_closest(tmp_path, data, overrides, bad, sugge
         ("judge.type=oracle", "judge.type"),
         ("run_name=bad/name", "run_name"),
         ("judge.extra.recheck_rule=mean_score", "judge.extra.recheck_rule"),
+        ("evaluation.compare_samples=0", "evaluation.compare_samples"),
     ],
 )
 def test_validation_errors_name_the_field(tmp_path, override, field):

@@ -105,6 +105,46 @@ def test_published_weights_are_stored_once(tmp_path):
     assert link_folder_to_hub(run_copy.parent, hub) == 0 and other.stat().st_nlink == 1
 
 
+def _make_arithmetic():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_arithmetic", REPO_ROOT / "recipes" / "data" / "make_arithmetic.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_equivalent_questions_share_a_class():
+    canonical = _make_arithmetic().canonical
+    assert canonical("What is 3 + 7? Answer with the number.") == canonical("What is 7+3?") == ("+", 3, 7)
+    assert canonical("What is 8 x 6?") == canonical("Compute 6 * 8.") == canonical("6 × 8") == ("x", 6, 8)
+    assert canonical("What is 12 - 5?") != canonical("What is 5 - 12?")
+
+
+def test_shipped_prompts_are_the_scripts_output():
+    rows = [json.loads(line) for line in (REPO_ROOT / "recipes" / "data" / "arithmetic_prompts.jsonl").open()]
+    assert rows == _make_arithmetic().build(len(rows), seed=0)  # regenerate: python recipes/data/make_arithmetic.py
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 100, 101])
+def test_demo_heldout_questions_never_appear_in_training(seed):
+    """The run's own split of the shipped file (load_run_prompts + plan_prompt_split, as the `prompts` stage
+    does): no held-out question's class (itself, its commuted twin, any rewording) is among the training
+    questions of any iteration."""
+    from sppo_hub.loop.recipe import load_recipe
+    from sppo_hub.loop.stages.setup import load_run_prompts, plan_prompt_split
+
+    canonical = _make_arithmetic().canonical
+    config = load_recipe(RECIPE, [f"seed={seed}", f"prompts.path={REPO_ROOT / 'recipes/data/arithmetic_prompts.jsonl'}"])
+    pool = load_run_prompts(config)
+    chunks, held = plan_prompt_split(config, pool)
+    assert len(held) == config.evaluation.compare_prompts
+    train = {canonical(pool[i]) for chunk in chunks for i in chunk}
+    heldout = [canonical(pool[i]) for i in held]
+    assert len(set(heldout)) == len(heldout)
+    assert not train & set(heldout), sorted(train & set(heldout))[:5]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -137,7 +177,7 @@ def test_demo_recipe_at_smoke_size(tmp_path, tiny_model_dir):
     env.pop("SPPO_HUB_LOCAL_DIR", None)
     prompts = REPO_ROOT / "recipes" / "data" / "arithmetic_prompts.jsonl"  # the recipe's path is relative to the repo
     overrides = [f"model={tiny_model_dir}", f"prompts.path={prompts}", "prompts.limit=22",
-                 "evaluation.compare_prompts=6", "iterations=2", "sampling.num_samples=2",
+                 "evaluation.compare_prompts=6", "evaluation.compare_samples=2", "iterations=2", "sampling.num_samples=2",
                  "sampling.max_new_tokens=4", "sampling.batch_size=8",
                  "training.max_length=64", f"output_dir={run_dir}"]
     cmd = [sys.executable, "-m", "sppo_hub", "run", str(RECIPE), *overrides,
@@ -149,12 +189,19 @@ def test_demo_recipe_at_smoke_size(tmp_path, tiny_model_dir):
     # a console a person can read: no library bars, no raw Trainer dicts, no warnings, no cursor-up codes
     assert "\x1b[A" not in console and "{'loss'" not in console, console[-3000:]
     assert not re.search(r"Warning|Loading weights|Map:|Fetching \d+ files|it/s\]", console), console[-3000:]
-    assert "acc: share of held-out answers" in console and "pi_0 held-out accuracy" in console
+    assert "held-out acc: share of held-out answers" in console and "pi_0 held-out accuracy" in console
+    assert "In brackets: 95% intervals, clustered by held-out prompt (2 sampled answer(s) each)" in console
     assert "rule-based correctness judge" in console
     assert f"sppo-hub hub serve --data-dir {hub_dir} --port {port}" in console
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["iterations"]["0"]["baseline"]["artifacts"]["accuracy"] is not None
+    for t in ("1", "2"):  # every held-out number has its 95% interval, around it
+        cmp = manifest["iterations"][t]["compare"]["artifacts"]
+        assert cmp["samples_per_prompt"] == 2 and len(cmp["correct_per_prompt"]) == 6
+        for key in ("accuracy", "accuracy_gain", "win_rate_vs_base", "win_rate_vs_previous"):
+            lo, hi = cmp[f"{key}_ci"]
+            assert lo <= cmp[key] <= hi, (key, cmp)
     assert manifest["iterations"]["1"]["judge"]["artifacts"]["judge"] == "rule-based correctness judge"
     # the judge as recorded (what `space run` rebuilds from the manifest) separates a right from a wrong answer
     from sppo_hub.judges import JudgeConfig, load_judge

@@ -188,6 +188,11 @@ class EvaluationConfig:
         metadata={"help": "Held-out prompts on which pi_t is judged against pi_{t-1} and pi_0 "
                           "(win rates in the final table); 0 turns it off."},
     )
+    compare_samples: int = field(
+        default=1,
+        metadata={"help": "Sampled answers per held-out prompt and policy (at sampling.temperature): accuracy and "
+                          "win rates average over them, their 95% intervals are clustered by prompt."},
+    )
     hooks: list[dict[str, Any]] = field(
         default_factory=list,
         metadata={"help": "Evaluation hooks run after each iteration: [{name: benchmarks, args: {<EvalConfig fields>}}] "
@@ -292,6 +297,10 @@ class RunConfig:
             raise ValueError(f"publish.retry_max_wait_s={self.publish.retry_max_wait_s}: give seconds >= 0.")
         if self.evaluation.compare_prompts < 0:
             raise ValueError("evaluation.compare_prompts must be >= 0.")
+        _check_type("evaluation.compare_samples", self.evaluation.compare_samples, int)
+        if self.evaluation.compare_samples < 1:
+            raise ValueError(f"evaluation.compare_samples={self.evaluation.compare_samples}: each held-out prompt needs "
+                             "at least one answer per policy; set evaluation.compare_samples=1 or more.")
         self.equilibrium.validate()
         eq = self.equilibrium
         if (eq.all_responses or eq.reference_mix or eq.optimistic) and self.training.loss != "sppo":

@@ -152,16 +152,23 @@ def print_summary(manifest: RunManifest, iterations: int, console, endpoint: str
 
     # light borders: ten columns still fit an 80-column terminal
     table = Table(title=f"SPPO run {manifest.data['run_name']}: {iterations} iteration(s)", box=box.SIMPLE_HEAD,
-                  padding=(0, 1), collapse_padding=True)
-    base_acc = (manifest.stage(0, "baseline") or {}).get("artifacts", {}).get("accuracy")
+                  padding=(0, 1), collapse_padding=True, show_edge=False, pad_edge=False)
+    from ..core.intervals import fmt_gain, fmt_interval
+
+    base = (manifest.stage(0, "baseline") or {}).get("artifacts", {})
+    base_acc = base.get("accuracy")
     accuracy = base_acc is not None  # a verifiable judge scored the held-out responses
-    for col in ("iter", "win vs prev", "win vs base") + (("acc",) if accuracy else ()) + (
-            "chosen win", "gen s", "judge s", "train s", "publish s", "total s"):
-        table.add_column(col, justify="right")
+    pct = lambda v, ci=None: fmt_interval(v, ci, percent=True) if isinstance(v, float) else "-"  # noqa: E731
+    num = lambda v, ci=None: fmt_interval(v, ci) if isinstance(v, float) else "-"  # noqa: E731
+    for col in ("iter",) + (("held-out acc", "gain (points)") if accuracy else ()) + ("win vs base", "win vs prev"):
+        table.add_column(col, justify="right", no_wrap=True)
+    times = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
+    for col in ("iter", "chosen win", "gen s", "judge s", "train s", "compare s", "publish s", "total s"):
+        times.add_column(col, justify="right")
     if accuracy:
         base_secs = (manifest.stage(0, "baseline") or {}).get("seconds", 0.0)
-        table.add_row("0", "-", "-", f"{base_acc:.3f}", "-", f"{base_secs:.1f}", "-", "-", "-",
-                      f"{base_secs:.1f}")
+        table.add_row("0", pct(base_acc, base.get("accuracy_ci")), "-", "-", "-")
+        times.add_row("0", "-", "-", "-", "-", f"{base_secs:.1f}", "-", f"{base_secs:.1f}")
     links = []
     for t in range(1, iterations + 1):
         get = lambda name: (manifest.stage(t, name) or {})  # noqa: E731
@@ -169,13 +176,16 @@ def print_summary(manifest: RunManifest, iterations: int, console, endpoint: str
         data = get("publish_data").get("artifacts", {})
         cmp = get("compare").get("artifacts", {})
         secs = lambda *names: sum(get(n).get("seconds", 0.0) for n in names)  # noqa: E731
-        fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else "-"  # noqa: E731
+        gain = cmp.get("accuracy_gain")
+        gain_cell = fmt_gain(gain, cmp.get("accuracy_gain_ci")) if isinstance(gain, float) else "-"
         table.add_row(
-            str(t), fmt(cmp.get("win_rate_vs_previous")), fmt(cmp.get("win_rate_vs_base")),
-            *((fmt(cmp.get("accuracy")),) if accuracy else ()),
-            fmt(get("data").get("artifacts", {}).get("mean_chosen_win_rate")),
-            f"{secs('generate'):.1f}", f"{secs('judge'):.1f}", f"{secs('train'):.1f}",
-            f"{secs('publish_data', 'publish_model'):.1f}",
+            str(t), *((pct(cmp.get("accuracy"), cmp.get("accuracy_ci")), gain_cell) if accuracy else ()),
+            num(cmp.get("win_rate_vs_base"), cmp.get("win_rate_vs_base_ci")),
+            num(cmp.get("win_rate_vs_previous"), cmp.get("win_rate_vs_previous_ci")),
+        )
+        times.add_row(
+            str(t), num(get("data").get("artifacts", {}).get("mean_chosen_win_rate")), f"{secs('generate'):.1f}", f"{secs('judge'):.1f}", f"{secs('train'):.1f}",
+            f"{secs('compare'):.1f}", f"{secs('publish_data', 'publish_model'):.1f}",
             f"{sum(e.get('seconds', 0.0) for e in manifest.data['iterations'].get(str(t), {}).values()):.1f}",
         )
         if model.get("repo_id"):
@@ -185,9 +195,15 @@ def print_summary(manifest: RunManifest, iterations: int, console, endpoint: str
         if data.get("repo_id"):
             links.append(f"iteration {t} data:  {base_url}/datasets/{data['repo_id']} (commit {data['commit'][:10]})")
     console.print(table)
-    console.print("win vs prev / base: mean judge P(pi_t beats pi_{t-1} / pi_0) on held-out prompts; "
-                  + ("acc: share of held-out answers the judge's checker marks correct (row 0: pi_0); " if accuracy else "")
-                  + "chosen win: mean win rate of the chosen responses")
+    samples = base.get("samples_per_prompt") or (manifest.stage(1, "compare") or {}).get(
+        "artifacts", {}).get("samples_per_prompt", 1)
+    console.print(f"In brackets: 95% intervals, clustered by held-out prompt ({samples} sampled answer(s) each). "
+                  + ("held-out acc: share of held-out answers the judge's checker marks correct (row 0: pi_0); "
+                     "gain: held-out acc minus pi_0's, in percentage points, paired by prompt; " if accuracy else "")
+                  + "win vs base / prev: mean judge P(pi_t beats pi_0 / pi_{t-1}) over pairs of their answers.",
+                  markup=False)
+    console.print(times)
+    console.print("chosen win: mean win rate of the chosen responses (training data); times in wall seconds.")
     for line in links:
         console.print(line, soft_wrap=True)
     console.print(f"run folder: {manifest.path.parent}  (manifest: {manifest.path})", soft_wrap=True)

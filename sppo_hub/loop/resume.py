@@ -30,6 +30,7 @@ DEPENDS = {
     "publish.": ("publish_data", "publish_model"),
     "run_name": ("publish_data", "publish_model"),
     "evaluation.compare_prompts": ("prompts", "baseline", "compare"),
+    "evaluation.compare_samples": ("baseline", "compare"),
     "evaluation.hooks": ("evaluate",),
 }
 

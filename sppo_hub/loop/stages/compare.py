@@ -1,67 +1,107 @@
-"""Stages `baseline` and `compare`: pi_t against pi_0 and pi_{t-1} on held-out prompts, judged both ways round."""
+"""Stages `baseline` and `compare`: pi_t against pi_0 and pi_{t-1} on held-out prompts, judged both ways round.
+
+Each policy answers every held-out prompt `evaluation.compare_samples` times (same seed every iteration:
+only the policy differs). Win rates compare all pairs of two policies' answers to a question; with a
+verifiable judge the same answers give held-out accuracy and its gain over pi_0. Every number comes with a
+95% interval clustered by question (sppo_hub/core/intervals.py says which interval and why).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from ...core.intervals import accuracy_interval, fmt_gain, fmt_interval, mean_interval
 from ..manifest import atomic_write_text
 from .context import RunContext
 
 
-def _responses(ctx: RunContext, t: int, model: str, timer) -> tuple[dict, list[str]]:
-    """One sampled response of pi_t per held-out prompt, saved in iter<t>/: (artifacts, the responses)."""
+def _rounded(interval) -> list[float]:
+    return [round(float(v), 4) for v in interval]
+
+
+def read_responses(path: str | Path) -> list[list[str]]:
+    """A saved compare_responses.json: one list of answers per held-out prompt (older runs saved one string)."""
+    data = json.loads(Path(path).read_text())
+    return [r if isinstance(r, list) else [r] for r in data]
+
+
+def _responses(ctx: RunContext, t: int, model: str, timer) -> tuple[dict, list[list[str]]]:
+    """`compare_samples` sampled responses of pi_t per held-out prompt, saved in iter<t>/: (artifacts, responses)."""
     from ...generation import generate_responses
 
-    sampling = ctx.sampling(0, num_samples=1)  # same seed every iteration: only the policy differs
+    samples = ctx.config.evaluation.compare_samples
+    sampling = ctx.sampling(0, num_samples=samples)  # same seed every iteration: only the policy differs
     options = {**ctx.config.policy_load_kwargs(base=t == 0), **ctx.config.generation_kwargs}  # model.revision/dtype/...
     with timer.computing():
         ds = generate_responses(model, ctx.heldout_prompts(), sampling, backend=ctx.config.generation_backend,
                                 **options)
-    responses = [r[0] for r in ds["responses"]]
+    responses = [list(r) for r in ds["responses"]]
     path = ctx.iter_dir(t) / "compare_responses.json"
     atomic_write_text(path, json.dumps(responses, indent=1))
-    art = {"path": str(path), "policy": model, "seed": sampling.seed}
+    art = {"path": str(path), "policy": model, "seed": sampling.seed, "samples_per_prompt": samples}
     # A verifiable judge (the rule-based correctness judge) also scores these responses against references:
     # held-out accuracy, read from the same generations (nothing is generated or judged twice).
-    accuracy = getattr(ctx.judge(), "accuracy", None)
-    if accuracy is not None:
-        value = accuracy(ctx.heldout_prompts(), [[r] for r in responses])
-        art["accuracy"] = None if value is None else round(value, 4)
+    correctness = getattr(ctx.judge(), "correctness", None)
+    if correctness is not None:
+        verdicts = [correctness(p, rs) for p, rs in zip(ctx.heldout_prompts(), responses)]
+        verdicts = [v for v in verdicts if v and v[0] is not None]  # unverifiable prompts have no accuracy
+        if verdicts:
+            art["correct_per_prompt"] = [sum(map(bool, v)) for v in verdicts]
+            art["accuracy"] = round(sum(art["correct_per_prompt"]) / (len(verdicts) * samples), 4)
+            art["accuracy_ci"] = _rounded(accuracy_interval(verdicts)) if len(verdicts) > 1 else None
     return art, responses
 
 
-def _win_rate(ctx: RunContext, responses_a: list[str], responses_b: list[str], timer) -> float:
-    """Mean P(a > b) over the held-out prompts, both presentation orders judged."""
+def _win_rates(ctx: RunContext, ours: list[list[str]], theirs: list[list[str]], timer) -> list[float]:
+    """Per held-out prompt: mean P(a > b) over all pairs of our and their answers, both presentation orders judged."""
     from ...core.preference import pairwise_probabilities
 
     judge = ctx.judge()
     with timer.computing():
-        tables = judge.pairwise_tables(ctx.heldout_prompts(), [[a, b] for a, b in zip(responses_a, responses_b)])
-    probs = [pairwise_probabilities(table, kind=judge.output_kind)[0, 1] for table in tables]
-    return float(sum(probs) / len(probs))
+        tables = judge.pairwise_tables(ctx.heldout_prompts(), [a + b for a, b in zip(ours, theirs)])
+    rates = []
+    for table, a in zip(tables, ours):
+        k = len(a)
+        rates.append(float(pairwise_probabilities(table, kind=judge.output_kind)[:k, k:].mean()))
+    return rates
+
+
+def _summary(rates: list[float]) -> tuple[float, list[float] | None]:
+    return round(sum(rates) / len(rates), 4), (_rounded(mean_interval(rates)) if len(rates) > 1 else None)
 
 
 def baseline(ctx: RunContext, t: int, timer) -> dict:
     """Stage `baseline` (t=0): pi_0's responses, what every iteration is compared with."""
     art, _ = _responses(ctx, 0, ctx.policy_path(0), timer)
     if art.get("accuracy") is not None:
-        ctx.console.print(f"  pi_0 held-out accuracy: {art['accuracy']:.1%} ({len(ctx.heldout_prompts())} prompts, "
+        n = len(ctx.heldout_prompts())
+        ctx.console.print(f"  pi_0 held-out accuracy: {fmt_interval(art['accuracy'], art['accuracy_ci'], True)} "
+                          f"({n} prompts x {art['samples_per_prompt']} samples, 95% interval; "
                           f"{getattr(ctx.judge(), 'name', ctx.config.judge.type)})")
     return art
 
 
 def compare(ctx: RunContext, t: int, timer) -> dict:
-    """Stage `compare`: pi_t's responses and its win rates against pi_0 and pi_{t-1}."""
+    """Stage `compare`: pi_t's responses, its win rates against pi_0 and pi_{t-1}, its accuracy gain over pi_0."""
     art, ours = _responses(ctx, t, ctx.policy_path(t), timer)
-    read = lambda i, name: json.loads(Path(ctx.artifacts(i, name)["path"]).read_text())  # noqa: E731
-    art["win_rate_vs_base"] = round(_win_rate(ctx, ours, read(0, "baseline"), timer), 4)
+    read = lambda i, name: read_responses(ctx.artifacts(i, name)["path"])  # noqa: E731
+    base_rates = _win_rates(ctx, ours, read(0, "baseline"), timer)
+    art["win_rate_vs_base"], art["win_rate_vs_base_ci"] = _summary(base_rates)
     # pi_1's previous policy is pi_0: the same pairs, judged once
-    art["win_rate_vs_previous"] = art["win_rate_vs_base"] if t == 1 else \
-        round(_win_rate(ctx, ours, read(t - 1, "compare"), timer), 4)
-    acc = "" if art.get("accuracy") is None else \
-        f"; held-out accuracy {ctx.artifacts(0, 'baseline').get('accuracy', 0):.1%} (pi_0) -> {art['accuracy']:.1%}"
+    prev_rates = base_rates if t == 1 else _win_rates(ctx, ours, read(t - 1, "compare"), timer)
+    art["win_rate_vs_previous"], art["win_rate_vs_previous_ci"] = _summary(prev_rates)
+    base = ctx.artifacts(0, "baseline")
+    acc = ""
+    if art.get("accuracy") is not None and base.get("correct_per_prompt") is not None:
+        k, k0 = art["samples_per_prompt"], base.get("samples_per_prompt", 1)
+        gains = [c / k - c0 / k0 for c, c0 in zip(art["correct_per_prompt"], base["correct_per_prompt"])]
+        art["accuracy_gain"], art["accuracy_gain_ci"] = _summary(gains)
+        acc = (f"; held-out accuracy {fmt_interval(base['accuracy'], base.get('accuracy_ci'), True)} (pi_0) -> "
+               f"{fmt_interval(art['accuracy'], art['accuracy_ci'], True)}, "
+               f"gain {fmt_gain(art['accuracy_gain'], art['accuracy_gain_ci'])} points")
     ctx.console.print(
-        f"  pi_{t} win rate vs pi_{t - 1}: {art['win_rate_vs_previous']:.3f}, vs base: {art['win_rate_vs_base']:.3f}{acc}"
+        f"  pi_{t} win rate vs pi_{t - 1}: {fmt_interval(art['win_rate_vs_previous'], art['win_rate_vs_previous_ci'])}, "
+        f"vs base: {fmt_interval(art['win_rate_vs_base'], art['win_rate_vs_base_ci'])}{acc}"
     )
     return art

@@ -64,15 +64,22 @@ def _add_to_collection(ctx: RunContext, publisher, ref) -> None:
 
 
 def heldout_accuracy_results(ctx: RunContext, t: int) -> list[dict]:
-    """pi_t's held-out accuracy under a verifiable judge, as a card EvalResult (none for other judges)."""
-    acc, base = ctx.artifacts(t, "compare").get("accuracy"), ctx.artifacts(0, "baseline").get("accuracy")
+    """pi_t's held-out accuracy under a verifiable judge, as a card EvalResult (none for other judges); the
+    metric name carries its 95% interval and pi_0's accuracy."""
+    cmp, base = ctx.artifacts(t, "compare"), ctx.artifacts(0, "baseline")
+    acc, base_acc = cmp.get("accuracy"), base.get("accuracy")
     if acc is None:
         return []
     judge = ctx.artifacts(t, "judge").get("judge", ctx.config.judge.type)
+    notes = [judge]
+    if cmp.get("accuracy_ci"):
+        notes.append("95% CI {:.4g}-{:.4g}".format(*cmp["accuracy_ci"]))
+    if base_acc is not None:
+        notes.append(f"pi_0: {base_acc:.4g}")
+    samples = cmp.get("samples_per_prompt", 1)
     return [dict(task_type="text-generation", dataset_type="heldout-prompts", dataset_name=(
-                 f"{len(ctx.prompt_plan['heldout'])} held-out prompts of {ctx.config.prompts.path}"),
-                 metric_type="accuracy", metric_value=acc,
-                 metric_name=f"accuracy ({judge}; pi_0: {base:.4g})" if base is not None else f"accuracy ({judge})")]
+                 f"{len(ctx.prompt_plan['heldout'])} held-out prompts x {samples} samples of {ctx.config.prompts.path}"),
+                 metric_type="accuracy", metric_value=acc, metric_name=f"accuracy ({'; '.join(notes)})")]
 
 
 def publish_final_manifest(ctx: RunContext) -> None:
