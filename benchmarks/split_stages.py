@@ -37,13 +37,15 @@ PROMPTS = ["Give me three tips for sleeping better.", "Explain what a hash table
            "How can I learn to juggle?"]
 
 
-def build_models(work: Path, smoke: bool) -> tuple[str, Path]:
-    """(policy, judge folder): SmolLM2-135M-Instruct (or a tiny Llama) and a random ranker of PairRM's kind."""
+def build_models(work: Path, smoke: bool, judge_hidden: int = 256, judge_layers: int = 4) -> tuple[str, Path]:
+    """(policy, judge folder): SmolLM2-135M-Instruct (or a tiny Llama) and a random ranker of PairRM's kind
+    (PairRM itself is 1024 wide with 24 layers: --judge-hidden / --judge-layers move toward it)."""
     from sppo_hub.testing import build_tiny_llama
     from sppo_hub.testing.tiny_ranker import build_tiny_pairrm
 
     policy = str(build_tiny_llama(work / "tiny-llama", seed=0)) if smoke else "smollm2-local"
-    size = {} if smoke else {"hidden_size": 256, "num_layers": 4, "num_heads": 4}
+    size = {} if smoke else {"hidden_size": judge_hidden, "num_layers": judge_layers,
+                             "num_heads": max(1, judge_hidden // 64)}
     return policy, build_tiny_pairrm(work / "ranker", seed=0, **size)
 
 
@@ -107,6 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--processes", type=int, default=2, help="ranks of the split launch (>= 2)")
+    parser.add_argument("--judge-hidden", type=int, default=256, help="the random ranker's width (PairRM: 1024)")
+    parser.add_argument("--judge-layers", type=int, default=4, help="the random ranker's layers (PairRM: 24)")
     parser.add_argument("--smoke", action="store_true", help="tiny models, 1 round, 4 prompts")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     rounds = []
     with tempfile.TemporaryDirectory(prefix="split-stages-") as tmp:
         work = Path(tmp)
-        policy, ranker = build_models(work, args.smoke)
+        policy, ranker = build_models(work, args.smoke, args.judge_hidden, args.judge_layers)
         for r in range(args.rounds):
             result = {}
             for processes in ((1, n) if r % 2 == 0 else (n, 1)):  # the order rotates between rounds
@@ -133,7 +137,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"round {r}: " + ", ".join(f"{s} {result['1']['seconds'][s]:.1f} s / {result['2']['seconds'][s]:.1f} s"
                                              for s in STAGES) + f" (load {result['load_average']:.1f})", flush=True)
     summary = {"rounds": rounds, "stages": summarise(rounds), "prompts": args.prompts, "smoke": args.smoke,
-               "processes": n,
+               "processes": n, "judge": {"hidden": args.judge_hidden, "layers": args.judge_layers},
+               "max_new_tokens": args.max_new_tokens,
                "cpu": _cpu_name(), "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     print(f"\n{args.prompts} prompts x K=4, {args.rounds} round(s), 1 thread per process, {summary['cpu']}")
     print(f"{'stage':10s} {'1 process (s)':>22s} {f'{n} processes (s)':>22s} {'speed-up':>22s}")

@@ -39,7 +39,8 @@ RECIPES = REPO / "recipes" / "accelerate"
 RUN_NAME = "dp"  # the same repo names in every run's local Hub, so the published files compare one to one
 PROMPTS = ["Say hi.", "Name a color.", "Count to three.", "What is 2+2?", "Name a fruit.", "Greet me.", "Say yes.",
            "Name an animal.", "Spell cat.", "Say no.", "Name a day.", "Say thanks.", "Name a city.", "Say bye.",
-           "Name a tree.", "Add 1 and 1."]
+           "Name a tree.", "Add 1 and 1.", "Name a bird.", "Say maybe.", "Name a sport.", "Spell dog."]
+HELDOUT = 4  # the last compare prompts of the pool: 16 train (8 per iteration), 4 held out
 # Files whose text names run-specific commits (cards, the artifact record) or timings; the data and weights do not.
 RUN_SPECIFIC = ("README.md", "artifact.json", "manifest.json", "run_manifest.json", "log_history.json",
                 "training_args.bin", "model.safetensors")
@@ -54,7 +55,7 @@ def prefer_longer(prompt: str, a: str, b: str) -> float:
 
 def _recipe(tmp: Path, model_dir: Path, name: str, per_device: int, publish: bool = True, accumulation: int = 1,
             optim: str = "adamw_torch", learning_rate: float = 1e-3, prompts: list[str] = PROMPTS,
-            drop_last: bool = True) -> Path:
+            drop_last: bool = True, heldout: int = HELDOUT) -> Path:
     path = tmp / f"{name}-prompts.jsonl"
     path.write_text("".join(json.dumps({"text": p}) + "\n" for p in prompts))
     recipe = {
@@ -71,7 +72,7 @@ def _recipe(tmp: Path, model_dir: Path, name: str, per_device: int, publish: boo
                      "gradient_accumulation_steps": accumulation, "max_length": 64, "warmup_ratio": 0.0,
                      "args": {"dataloader_drop_last": drop_last}},
         "publish": {"enabled": publish, "org": "sppo-user"},
-        "evaluation": {"compare_prompts": 0},
+        "evaluation": {"compare_prompts": heldout, "compare_samples": 1},  # held-out answers: split too
         "output_dir": str(tmp / name),
     }
     path = tmp / f"{name}.yaml"
@@ -145,6 +146,9 @@ def _assert_split(run_dir: Path, prompts: int = 8) -> None:
                 [("0/2", prompts // 4, prompts // 2), ("1/2", prompts // 4, prompts // 2)], (t, stage, work)
             if stage == "generate":
                 assert all(w["responses"] == 3 * w["items"] and w["tokens"] > 0 for w in work), work
+    for t, stage in (("0", "baseline"), ("1", "compare"), ("2", "compare")):  # the held-out answers
+        work = _manifest(run_dir)["iterations"][t][stage]["artifacts"]["work"]
+        assert [(w["shard"], w["items"]) for w in work] == [("0/2", HELDOUT // 2), ("1/2", HELDOUT // 2)], (t, work)
 
 
 def _assert_same_training(ours: Path, runs: dict[str, Path], model_dir: Path, exact: bool) -> None:
@@ -368,13 +372,13 @@ def test_the_last_incomplete_batch_is_explicit(tmp_path, tiny_model_dir):
     # train on the same 4 pairs per epoch. SGD, whose regrouping noise is float rounding (~1e-5 of the update).
     from safetensors.torch import load_file
 
-    prompts = PROMPTS[:14]
+    prompts = PROMPTS[:14]  # all trained on (heldout=0)
     runs, out = {}, {}
     for drop in (False, True):
         for procs in (1, 2):
             name = f"{'drop' if drop else 'keep'}-{procs}proc"
             recipe = _recipe(tmp_path, tiny_model_dir, name, 4 // procs, publish=False, optim="sgd", learning_rate=0.5,
-                             prompts=prompts, drop_last=drop)
+                             prompts=prompts, drop_last=drop, heldout=0)
             cmd = _torchrun(recipe) if procs == 2 else [sys.executable, *_cli(recipe)]
             out[name] = " ".join(_run(cmd, _env(tmp_path / "hub"), tmp_path).stdout.split())  # unwrap the console
             runs[name] = tmp_path / name

@@ -39,7 +39,7 @@ def algorithm_1(ctx: RunContext) -> None:
     stage(0, "base_model", setup.base_model)
     compare_heldout = bool(ctx.prompt_plan["heldout"])
     if compare_heldout:
-        stage(0, "baseline", compare.baseline)
+        stage(0, "baseline", compare.baseline, all_ranks=True)  # each rank samples its share
     for t in range(1, cfg.iterations + 1):
         generated = stage(t, "generate", generate.generate, all_ranks=True)  # each rank its chunks
         judged = stage(t, "judge", judge.judge, generated, all_ranks=True)
@@ -47,7 +47,7 @@ def algorithm_1(ctx: RunContext) -> None:
         published_data = stage(t, "publish_data", publish.publish_data, datasets) if cfg.publish.enabled else {}
         stage(t, "train", train.train, datasets, all_ranks=True)
         if compare_heldout:  # before publishing, so that pi_t's model card reports its own held-out results
-            stage(t, "compare", compare.compare)
+            stage(t, "compare", compare.compare, all_ranks=True)
         if cfg.publish.enabled:
             stage(t, "publish_model", publish.publish_model, published_data)
         equilibrium.record_mixture(ctx, t)  # <run>/mixture.json: the averaged policy pi_1..pi_t (main process)

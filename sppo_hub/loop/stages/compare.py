@@ -26,20 +26,35 @@ def read_responses(path: str | Path) -> list[list[str]]:
     return [r if isinstance(r, list) else [r] for r in data]
 
 
-def _responses(ctx: RunContext, t: int, model: str, timer) -> tuple[dict, list[list[str]]]:
-    """`compare_samples` sampled responses of pi_t per held-out prompt, saved in iter<t>/: (artifacts, responses)."""
-    from ...generation import generate_responses
+def _responses(ctx: RunContext, t: int, model: str, timer) -> tuple[dict | None, list[list[str]] | None]:
+    """`compare_samples` sampled responses of pi_t per held-out prompt, saved in iter<t>/: (artifacts, responses).
+
+    Every rank samples its shard of the held-out prompts (chunk files under iter<t>/compare-chunks, so a killed
+    stage resumes); the main process merges them and goes on; the others get (None, None)."""
+    from ...generation import generate_responses, merge_generations
+    from ...train.precision import full_weights_on_every_rank
+    from ..ranks import merge_when_complete
+    from .generate import generation_plan
 
     samples = ctx.config.evaluation.compare_samples
     sampling = ctx.sampling(0, num_samples=samples)  # same seed every iteration: only the policy differs
-    options = {**ctx.config.policy_load_kwargs(base=t == 0), **ctx.config.generation_kwargs}  # model.revision/dtype/...
-    with timer.computing():
+    in_job, split = generation_plan(ctx)
+    options = {**in_job, **ctx.config.policy_load_kwargs(base=t == 0), **ctx.config.generation_kwargs}
+    chunks = ctx.iter_dir(t) / "compare-chunks"
+    with timer.computing(), full_weights_on_every_rank():
         ds = generate_responses(model, ctx.heldout_prompts(), sampling, backend=ctx.config.generation_backend,
-                                **options)
+                                out_dir=chunks, shard=split.shard, show_progress=split.records, **options)
+    if not split.records:
+        return None, None
+    if split.merges:
+        ds = merge_when_complete(ctx.process, chunks, merge_generations)
     responses = [list(r) for r in ds["responses"]]
     path = ctx.iter_dir(t) / "compare_responses.json"
     atomic_write_text(path, json.dumps(responses, indent=1))
-    art = {"path": str(path), "policy": model, "seed": sampling.seed, "samples_per_prompt": samples}
+    from ...io.sharding import work_by_shard
+
+    art = {"path": str(path), "policy": model, "seed": sampling.seed, "samples_per_prompt": samples,
+           "work": work_by_shard(chunks)}
     # A verifiable judge (the rule-based correctness judge) also scores these responses against references:
     # held-out accuracy, read from the same generations (nothing is generated or judged twice).
     correctness = getattr(ctx.judge(), "correctness", None)
@@ -74,6 +89,8 @@ def _summary(rates: list[float]) -> tuple[float, list[float] | None]:
 def baseline(ctx: RunContext, t: int, timer) -> dict:
     """Stage `baseline` (t=0): pi_0's responses, what every iteration is compared with."""
     art, _ = _responses(ctx, 0, ctx.policy_path(0), timer)
+    if art is None:  # another rank: its shard is written, the main process records the stage
+        return {}
     if art.get("accuracy") is not None:
         n = len(ctx.heldout_prompts())
         ctx.console.print(f"  pi_0 held-out accuracy: {fmt_interval(art['accuracy'], art['accuracy_ci'], True)} "
@@ -85,6 +102,8 @@ def baseline(ctx: RunContext, t: int, timer) -> dict:
 def compare(ctx: RunContext, t: int, timer) -> dict:
     """Stage `compare`: pi_t's responses, its win rates against pi_0 and pi_{t-1}, its accuracy gain over pi_0."""
     art, ours = _responses(ctx, t, ctx.policy_path(t), timer)
+    if art is None:  # another rank: its shard is written, the main process judges and records
+        return {}
     read = lambda i, name: read_responses(ctx.artifacts(i, name)["path"])  # noqa: E731
     base_rates = _win_rates(ctx, ours, read(0, "baseline"), timer)
     art["win_rate_vs_base"], art["win_rate_vs_base_ci"] = _summary(base_rates)

@@ -8,9 +8,19 @@ it is done, so a killed rank resumes where it stopped); the main process merges 
 from __future__ import annotations
 
 from ...train.precision import full_weights_on_every_rank
-from ..ranks import in_job_vllm_options, merge_when_complete, stage_split
+from ..ranks import StageSplit, in_job_vllm_options, merge_when_complete, stage_split
 from . import equilibrium
 from .context import RunContext, save_dataset_atomic, sha
+
+
+def generation_plan(ctx: RunContext, on_ray: bool = False) -> tuple[dict, StageSplit]:
+    """(extra generation options, this process's part) for a stage that samples from a policy on every rank:
+    with vLLM inside a multi-process launch, one engine per rank (or per tensor-parallel group of ranks)."""
+    group, in_job = 1, {}
+    if ctx.config.generation_backend == "vllm" and ctx.process.world_size > 1 and not on_ray:
+        in_job = in_job_vllm_options()
+        group = int(ctx.config.generation_kwargs.get("tensor_parallel_size", 1)) if in_job else 1
+    return in_job, stage_split(ctx.process, on_ray=on_ray, group_size=group)
 
 
 def generate(ctx: RunContext, t: int, timer) -> dict:
@@ -18,11 +28,7 @@ def generate(ctx: RunContext, t: int, timer) -> dict:
     from ...io.sharding import work_by_shard
 
     ray = ctx.config.ray if ctx.config.ray.enabled else None
-    group, in_job = 1, {}
-    if ctx.config.generation_backend == "vllm" and ctx.process.world_size > 1 and ray is None:
-        in_job = in_job_vllm_options()  # one engine per rank (or per tensor-parallel group)
-        group = int(ctx.config.generation_kwargs.get("tensor_parallel_size", 1)) if in_job else 1
-    split = stage_split(ctx.process, on_ray=ray is not None, group_size=group)
+    in_job, split = generation_plan(ctx, on_ray=ray is not None)
     if not split.works:
         return {}
     idx, prompts = ctx.iteration_prompts(t)
