@@ -152,12 +152,15 @@ def test_int8_quantization_option(tiny_pairrm_dir, judge):
     assert type(fast.model.head_layer[1]) is torch.nn.Linear  # the head stays fp32
     ref, got = judge.pairwise_tables(PROMPTS, RESPONSES), fast.pairwise_tables(PROMPTS, RESPONSES)
     for a, b in zip(ref, got):
-        assert a.shape == b.shape
-        # close to fp32, not equal (int8 weights). At hidden 32 one int8 step is a large share of a weight: the error
-        # measured 1-12% of the largest logit depending on the quantized engine and batch shapes; 25% leaves margin.
-        # The accuracy at realistic widths is measured by benchmarks/ranking.py, not here.
-        assert np.abs(a - b).max() < 0.25 * np.abs(a).max()
-        assert not np.array_equal(a, b)
+        assert a.shape == b.shape and np.isfinite(b).all()
+        assert not np.array_equal(a, b)  # int8 weights: close to fp32, not equal
+    # How close, at hidden 32 where one int8 step is a large share of a weight: the largest error over all tables,
+    # relative to the largest fp32 logit, measured 0.03-0.24 over ranker seeds 0-3 x 1-2 threads (Intel Xeon, AMX),
+    # and one table alone reached 0.38 of its own (small) largest logit in a CI run: per-table ratios of small
+    # logits are the wrong yardstick. 0.5 of the global scale still catches a broken path (errors ~ the logits
+    # themselves). The accuracy at realistic widths is measured by benchmarks/ranking.py, not here.
+    error = max(np.abs(a - b).max() for a, b in zip(ref, got))
+    assert error < 0.5 * max(np.abs(a).max() for a in ref), error
     # the recipe path: judge.extra passes it through JudgeConfig
     other = load_judge(JudgeConfig(type="pairrm", model=str(tiny_pairrm_dir), device="cpu", extra={"quantize": "int8"}))
     assert other.quantize == "int8"
