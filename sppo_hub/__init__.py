@@ -21,7 +21,7 @@ The public Python API is the names below (`from sppo_hub import RunConfig, run_f
 
 from __future__ import annotations
 
-import importlib
+from .io.lazy_api import lazy_api
 
 __version__ = "0.1.0"
 
@@ -63,15 +63,4 @@ _API = {
 }
 __all__ = ["__version__", *sorted(_API)]
 
-
-def __getattr__(name: str):
-    """Import the module that defines `name` on first use."""
-    if name in _API:
-        value = getattr(importlib.import_module(_API[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+__getattr__, __dir__ = lazy_api(__name__, _API, globals())

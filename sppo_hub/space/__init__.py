@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-import importlib
+from ..io.lazy_api import lazy_api
 
 # name -> the module that defines it
 _API = {
@@ -19,15 +19,4 @@ _API = {
 }
 __all__ = sorted(_API)
 
-
-def __getattr__(name: str):
-    """Import the module that defines `name` on first use, so importing this package stays cheap."""
-    if name in _API:
-        value = getattr(importlib.import_module(_API[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+__getattr__, __dir__ = lazy_api(__name__, _API, globals())
