@@ -208,13 +208,10 @@ def run_sharded(
 def missing_shards(out_dir: str | Path) -> tuple[int, list[str]]:
     """(num_items, descriptions of what is missing) for a sharded output folder."""
     out_dir = Path(out_dir)
-    manifest = out_dir / MANIFEST
-    if not manifest.exists():
-        raise FileNotFoundError(f"out_dir: {out_dir} has no {MANIFEST}; run the stage with --out {out_dir} first")
-    meta = json.loads(manifest.read_text())
+    meta = _read_manifest(out_dir)
     num_items, chunk_size = int(meta["num_items"]), int(meta.get("chunk_size", 1))
     covered = _collect(out_dir)
-    done = {i for chunks in covered.values() for c in chunks for i in c}
+    done = _covered_ids(covered)
     problems = []
     for count in sorted({n for (_, n) in covered} or {1}):
         for index in range(count):
@@ -224,6 +221,16 @@ def missing_shards(out_dir: str | Path) -> tuple[int, list[str]]:
             if left:
                 problems.append(f"shard {shard} ({len(left)} of {len(ids)} items unfinished, ids {left[0]}..{left[-1]})")
     return num_items, problems
+
+
+def _read_manifest(out_dir: Path) -> dict:
+    if not (out_dir / MANIFEST).exists():
+        raise FileNotFoundError(f"out_dir: {out_dir} has no {MANIFEST}; run the stage with --out {out_dir} first")
+    return json.loads((out_dir / MANIFEST).read_text())
+
+
+def _covered_ids(covered: dict[tuple[int, int], list[range]]) -> set[int]:
+    return {i for chunks in covered.values() for c in chunks for i in c}
 
 
 def _collect(out_dir: Path) -> dict[tuple[int, int], list[range]]:
@@ -245,11 +252,8 @@ def _collect(out_dir: Path) -> dict[tuple[int, int], list[range]]:
 def unfinished_items(out_dir: str | Path) -> int:
     """How many items of a sharded output folder no chunk file covers yet (under any shard count)."""
     out_dir = Path(out_dir)
-    if not (out_dir / MANIFEST).exists():
-        raise FileNotFoundError(f"out_dir: {out_dir} has no {MANIFEST}; run the stage with --out {out_dir} first")
-    num_items = int(json.loads((out_dir / MANIFEST).read_text())["num_items"])
-    done = {i for chunks in _collect(out_dir).values() for c in chunks for i in c}
-    return num_items - len(done & set(range(num_items)))
+    num_items = int(_read_manifest(out_dir)["num_items"])
+    return num_items - len(_covered_ids(_collect(out_dir)) & set(range(num_items)))
 
 
 def work_by_shard(out_dir: str | Path, measure: Callable[[list[dict]], dict] | None = None) -> list[dict]:

@@ -70,8 +70,9 @@ def train(ctx: RunContext, t: int, timer, data: dict) -> dict:
 
         lora = LoraConfig(r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
                           target_modules=list(tc.lora_target_modules), task_type="CAUSAL_LM")
-    remainder = last_batch(len(pairs), args.per_device_train_batch_size * args.gradient_accumulation_steps
-                           * ctx.process.world_size, args.num_train_epochs, args.dataloader_drop_last,
+    # as the Trainer will batch (training.args may override the section's fields)
+    global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * ctx.process.world_size
+    remainder = last_batch(len(pairs), global_batch, args.num_train_epochs, args.dataloader_drop_last,
                            ctx.process.world_size)
     if ctx.process.is_main and (note := describe_last_batch(remainder, t)):
         ctx.console.print(f"  [yellow]{note}[/yellow]")
@@ -87,7 +88,6 @@ def train(ctx: RunContext, t: int, timer, data: dict) -> dict:
     _leave_zero3()
     if ctx.process.is_main:
         shutil.rmtree(out / "trainer", ignore_errors=True)
-    global_batch = tc.per_device_train_batch_size * tc.gradient_accumulation_steps * ctx.process.world_size
     return {"path": str(final), "reference": policy, "seed": ctx.config.seed + t, "lora": tc.use_lora,
             "processes": ctx.process.world_size, "global_batch_size": global_batch,
             "shares": metrics.get("shares", {}), "last_batch": remainder, "eta": args.eta,
